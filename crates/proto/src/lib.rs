@@ -1,0 +1,25 @@
+//! MTProxy wire protocols as pure functions.
+//!
+//! This crate owns no socket, no clock and no randomness source: every function takes the bytes
+//! it works on and, where time or randomness matters, takes them as arguments. That makes the
+//! protocol code deterministic, testable against the reference vectors of
+//! `mtproto-proxy-protocol.md` §8, and cheap to fuzz (see `fuzz/`).
+//!
+//! Layering on the client side, outermost first (reference §0):
+//! ```text
+//! TCP
+//!  └─ [optional] fake-TLS records (ee secrets)            -> faketls
+//!      └─ obfuscated2: 64-byte init + AES-256-CTR stream   -> obfs2, crypto
+//!          └─ abridged / intermediate / padded framing     -> framing
+//! ```
+//! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links.
+
+pub mod crypto;
+pub mod faketls;
+pub mod framing;
+pub mod links;
+pub mod obfs2;
+pub mod secret;
+
+pub use obfs2::ProtoTag;
+pub use secret::{Secret, SecretKind};
