@@ -1,1 +1,45 @@
-fn main(){}
+//! `vless-mtproxy`: the proxy (`serve`) and the operator commands, in one binary.
+//!
+//! This file only parses arguments, dispatches, and maps errors to exit codes; each command
+//! lives in its own module.
+
+mod links;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Where the configuration is when neither `--config` nor `VLESS_MTPROXY_CONFIG` says.
+pub const DEFAULT_CONFIG: &str = "vless-mtproxy.toml";
+
+#[derive(Parser)]
+#[command(name = "vless-mtproxy", version, about = "Telegram MTProto proxy (classic, dd, fake-TLS) with an operator CLI")]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c', global = true, env = "VLESS_MTPROXY_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy. Creates the configuration (one user, a fresh secret) when it does not exist.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(&cli.config, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -149,14 +149,25 @@ pub struct Accepted {
 /// Try to accept an init with one secret (reference §2.4). `None` when the decrypted tag is not
 /// one of the three known tags, i.e. the secret does not match.
 pub fn accept(frame: &HandshakeFrame, secret: Option<&Secret>) -> Option<Accepted> {
-    let keys = derive_keys(frame, secret);
-    let mut dec = keys.initiator_to_responder.cipher();
+    // Derive only the client->server key first: most candidates fail the tag check, and each
+    // costs one SHA-256 and one AES block that way.
+    let key = match secret {
+        Some(s) => {
+            let mut h = Sha256::new();
+            h.update(frame.key_seed());
+            h.update(s.as_bytes());
+            h.finalize().into()
+        }
+        None => *frame.key_seed(),
+    };
+    let mut dec = AesCtr::new(&key, frame.iv());
     // Decrypt only the 8 encrypted trailing bytes: seek to keystream offset 56.
     let mut tail: [u8; 8] = frame.0[56..64].try_into().unwrap();
     dec.seek(56);
     dec.apply(&mut tail);
     let tag = ProtoTag::from_bytes(tail[0..4].try_into().unwrap())?;
     let dc = i16::from_le_bytes([tail[4], tail[5]]);
+    let keys = derive_keys(frame, secret);
     Some(Accepted { tag, dc, client_to_proxy: dec, proxy_to_client: keys.responder_to_initiator })
 }
 

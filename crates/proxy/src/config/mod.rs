@@ -1,0 +1,200 @@
+//! The validated configuration model, and how a TOML file becomes one.
+//!
+//! The file is parsed into raw serde structs (`raw`), then validated into the types below
+//! (`validate`), so the rest of the proxy only ever sees values that make sense: ports in
+//! range, secrets of the right length, a domain for every fake-TLS user. Defaults live in one
+//! place (`defaults`). A file that fails validation is refused with its path, line, what is
+//! wrong and what would be right ([`ConfigError`]).
+
+mod defaults;
+mod duration;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use mtproxy_proto::{Secret, SecretKind};
+
+pub use duration::{format_duration, parse_duration};
+pub use validate::parse_str;
+
+/// A host name or IP literal with a port, resolved when used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parse `host:port`, `1.2.3.4:port` or `[v6]:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(sa) = text.parse::<SocketAddr>() {
+            return Ok(HostPort { host: sa.ip().to_string(), port: sa.port() });
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{text}` has no port; write it as HOST:PORT, e.g. example.com:443"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{port}` is not a port number (1-65535)"))?;
+        if host.is_empty() || host.contains(':') || host.contains(char::is_whitespace) {
+            return Err(format!("`{host}` is not a host name; IPv6 addresses go in brackets: [2001:db8::1]:443"));
+        }
+        Ok(HostPort { host: host.to_string(), port })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Which address family to use towards Telegram DCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpPreference {
+    PreferV4,
+    PreferV6,
+    OnlyV4,
+    OnlyV6,
+}
+
+/// A DC id as written in overrides: a signed id, or `*` for every id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DcKey {
+    Id(i16),
+    Any,
+}
+
+impl DcKey {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(DcKey::Any);
+        }
+        text.parse::<i16>()
+            .map(DcKey::Id)
+            .map_err(|_| format!("`{text}` is not a DC id; use a number such as 2, -2, 10002, or `*` for every DC"))
+    }
+}
+
+/// One named user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub secret: Secret,
+    pub kind: SecretKind,
+    pub enabled: bool,
+    /// The secret this user had before a rotation, accepted until the instant given.
+    pub previous_secret: Option<(Secret, SystemTime)>,
+    /// Free-form metadata kept for the operator (RFC 3339 times written by the CLI).
+    pub created: Option<String>,
+    pub rotated: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accept to an authenticated client.
+    pub handshake: Duration,
+    /// TCP connect to a DC or to the mask host.
+    pub connect: Duration,
+    /// No byte in either direction for this long closes a relayed connection.
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeTls {
+    /// Accepted |now - client timestamp|.
+    pub max_clock_skew: Duration,
+    /// Replay cache: at most this many handshakes remembered ...
+    pub replay_cache_entries: usize,
+    /// ... for at most this long.
+    pub replay_window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fronting {
+    pub enabled: bool,
+    /// Where failed and probing connections go; `None`: the first `ee` user's domain on 443.
+    pub mask_host: Option<HostPort>,
+    /// Cap on bytes relayed per fronted connection (both directions together).
+    pub max_bytes: u64,
+    /// Cap on a fronted connection's lifetime.
+    pub max_duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Client connections open at once, over all listeners.
+    pub max_connections: usize,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub public_host: Option<String>,
+    pub public_port: Option<u16>,
+    pub workers: usize,
+    pub allow_any_transport: bool,
+    pub dc_ip: IpPreference,
+    /// Reference §2.7 fast mode: DC->client bytes are forwarded without re-encryption.
+    pub fast_mode: bool,
+    pub timeouts: Timeouts,
+    pub fake_tls: FakeTls,
+    pub fronting: Fronting,
+    pub limits: Limits,
+    pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
+    pub stats_listen: Option<SocketAddr>,
+    pub ad_tag: Option<[u8; 16]>,
+    pub users: Vec<User>,
+}
+
+impl Config {
+    /// The port links should carry.
+    pub fn link_port(&self) -> u16 {
+        self.public_port.or_else(|| self.listen.first().map(|a| a.port())).unwrap_or(defaults::PORT)
+    }
+
+    /// Every distinct fake-TLS domain of enabled users, in file order.
+    pub fn fake_tls_domains(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for u in self.users.iter().filter(|u| u.enabled) {
+            if let SecretKind::FakeTls { domain } = &u.kind {
+                if !out.contains(&domain.as_str()) {
+                    out.push(domain);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: {message}\n  fix: {hint}")]
+    Invalid { path: PathBuf, line: usize, message: String, hint: String },
+}
+
+/// Read and validate a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse_str(&text, path)
+}
+
+/// The text of a fresh configuration with one user, for `serve` on first start.
+pub fn initial_config_text(listen_port: u16, user: &str, secret: &Secret) -> String {
+    defaults::initial_config_text(listen_port, user, secret)
+}

@@ -1,0 +1,124 @@
+//! The file as serde sees it: every field optional, unknown fields refused, values kept with
+//! their byte spans so validation errors can name the line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub fake_tls: RawFakeTls,
+    #[serde(default)]
+    pub fronting: RawFronting,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub stats: RawStats,
+    #[serde(default)]
+    pub promoted_channel: RawPromoted,
+    #[serde(default)]
+    pub dc_overrides: BTreeMap<String, Spanned<OneOrMany>>,
+    #[serde(default)]
+    pub users: BTreeMap<String, Spanned<RawUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: S<OneOrMany>,
+    pub public_host: S<String>,
+    pub public_port: S<i64>,
+    pub workers: S<i64>,
+    pub allow_any_transport: Option<bool>,
+    pub dc_ip: S<String>,
+    pub fast_mode: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub handshake: S<DurationValue>,
+    pub connect: S<DurationValue>,
+    pub idle: S<DurationValue>,
+}
+
+/// A duration written as a string (`"10s"`) or a bare integer of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Seconds(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFakeTls {
+    pub max_clock_skew: S<DurationValue>,
+    pub replay_cache_entries: S<i64>,
+    pub replay_window: S<DurationValue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFronting {
+    pub enabled: Option<bool>,
+    pub mask_host: S<String>,
+    pub max_bytes: S<i64>,
+    pub max_duration: S<DurationValue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_connections: S<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStats {
+    pub listen: S<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPromoted {
+    pub ad_tag: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub secret: S<String>,
+    pub kind: S<String>,
+    pub domain: S<String>,
+    pub enabled: Option<bool>,
+    pub previous_secret: S<String>,
+    pub previous_secret_expires: S<i64>,
+    pub created: Option<String>,
+    pub rotated: Option<String>,
+}

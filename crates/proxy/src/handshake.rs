@@ -1,0 +1,253 @@
+//! Client handshake: classify the first bytes, authenticate against every user's secret,
+//! check the transport, the clock, the SNI and the replay cache (design.md "data path").
+//!
+//! ```text
+//! first bytes 16 03 01 ..  -> fake-TLS: ClientHello (any size, any split) -> HMAC per secret
+//!                             -> timestamp window -> SNI -> replay -> ServerHello flight
+//!                             -> records until 64 bytes of obfuscated2 init -> tag check
+//! anything else            -> obfuscated2: 64-byte init -> tag per secret -> replay
+//! ```
+//! Every byte read is kept in [`HandshakeState::consumed`] until the client is authenticated,
+//! so a failed or probing connection can be handed to the mask host unchanged.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use mtproxy_proto::crypto::AesCtr;
+use mtproxy_proto::faketls::{self, HelloAuth, HelloRead, RecordReader, ServerHelloParams};
+use mtproxy_proto::obfs2::{self, HandshakeFrame, KeyIv, INIT_LEN};
+use mtproxy_proto::{ProtoTag, SecretKind};
+use rand::{Rng, RngCore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::events::FailReason;
+use crate::replay::ReplayCache;
+use crate::snapshot::{Candidate, Snapshot, UserEntry};
+
+/// The most bytes a handshake may read before it must have succeeded.
+const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
+/// Size range of the ApplicationData record imitating a certificate chain (reference §4.7;
+/// the range real chains of common sites fall in).
+const FAKE_CERT_LEN: std::ops::Range<usize> = 2500..4700;
+
+/// A client that passed the handshake.
+pub struct Authenticated {
+    pub entry: Arc<UserEntry>,
+    pub tag: ProtoTag,
+    pub dc: i16,
+    /// Decrypts the client's stream (positioned after the init).
+    pub client_decrypt: AesCtr,
+    /// Keys for what we send to the client, from keystream offset 0.
+    pub to_client: KeyIv,
+    /// `Some` for fake-TLS: the record de-framer, mid-stream.
+    pub tls: Option<RecordReader>,
+    /// Client bytes already read past the init, decrypted.
+    pub pending: Vec<u8>,
+}
+
+/// What the handshake has done so far; survives a timeout so the caller can front.
+#[derive(Default)]
+pub struct HandshakeState {
+    /// Every byte read from the client, in order.
+    pub consumed: Vec<u8>,
+    /// We answered (ServerHello sent): the connection can no longer be fronted.
+    pub replied: bool,
+}
+
+/// A failed handshake.
+#[derive(Debug)]
+pub enum Failure {
+    Rejected(FailReason),
+    /// The client went away or the socket failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+/// Whether `tag` is an allowed transport for `kind` (reference §2.6; by default each kind only
+/// through its own transport).
+fn transport_allowed(kind: &SecretKind, tag: ProtoTag, in_tls: bool, allow_any: bool) -> bool {
+    if allow_any {
+        return true;
+    }
+    match (kind, in_tls) {
+        (SecretKind::Classic, false) => matches!(tag, ProtoTag::Abridged | ProtoTag::Intermediate),
+        (SecretKind::Padded, false) => tag == ProtoTag::PaddedIntermediate,
+        (SecretKind::FakeTls { .. }, true) => tag == ProtoTag::PaddedIntermediate,
+        _ => false,
+    }
+}
+
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, st: &mut HandshakeState) -> Result<(), Failure> {
+    if st.consumed.len() >= MAX_HANDSHAKE_BYTES {
+        return Err(Failure::Rejected(FailReason::Malformed));
+    }
+    st.consumed.reserve(4096);
+    let n = stream.read_buf(&mut st.consumed).await?;
+    if n == 0 {
+        return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(())
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// Run the server side of the handshake on `stream`.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    st: &mut HandshakeState,
+    snap: &Snapshot,
+    replay: &Mutex<ReplayCache>,
+) -> Result<Authenticated, Failure> {
+    while st.consumed.len() < 3 {
+        read_more(stream, st).await?;
+    }
+    if faketls::looks_like_tls(&st.consumed) {
+        fake_tls(stream, st, snap, replay).await
+    } else {
+        while st.consumed.len() < INIT_LEN {
+            read_more(stream, st).await?;
+        }
+        let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
+        let (cand, accepted) = match_obfs2(&frame, snap.candidates.iter())?;
+        cand.usable(SystemTime::now()).map_err(Failure::Rejected)?;
+        if !transport_allowed(&cand.entry.user.kind, accepted.tag, false, snap.config.allow_any_transport) {
+            return Err(Failure::Rejected(FailReason::BadTransport));
+        }
+        let key: [u8; 16] = frame.key_material()[..16].try_into().unwrap();
+        if !replay.lock().unwrap().check_and_insert(key, Instant::now()) {
+            return Err(Failure::Rejected(FailReason::Replay));
+        }
+        let mut client_decrypt = accepted.client_to_proxy;
+        let mut pending = st.consumed[INIT_LEN..].to_vec();
+        client_decrypt.apply(&mut pending);
+        Ok(Authenticated {
+            entry: cand.entry.clone(),
+            tag: accepted.tag,
+            dc: accepted.dc,
+            client_decrypt,
+            to_client: accepted.proxy_to_client,
+            tls: None,
+            pending,
+        })
+    }
+}
+
+fn match_obfs2<'a>(
+    frame: &HandshakeFrame,
+    candidates: impl Iterator<Item = &'a Candidate>,
+) -> Result<(&'a Candidate, obfs2::Accepted), Failure> {
+    for c in candidates {
+        if let Some(acc) = obfs2::accept(frame, Some(&c.secret)) {
+            return Ok((c, acc));
+        }
+    }
+    Err(Failure::Rejected(FailReason::BadSecret))
+}
+
+async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    st: &mut HandshakeState,
+    snap: &Snapshot,
+    replay: &Mutex<ReplayCache>,
+) -> Result<Authenticated, Failure> {
+    let malformed = || Failure::Rejected(FailReason::Malformed);
+    let (hello_len, canonical) = loop {
+        match faketls::read_client_hello(&st.consumed).map_err(|_| malformed())? {
+            HelloRead::Complete { consumed, canonical } => break (consumed, canonical),
+            HelloRead::Incomplete => read_more(stream, st).await?,
+        }
+    };
+    let fields = faketls::parse_hello_fields(&canonical).map_err(|_| malformed())?;
+    let auth = HelloAuth::new(&canonical);
+    let allow_any = snap.config.allow_any_transport;
+    let (cand, timestamp) = snap
+        .candidates
+        .iter()
+        .filter(|c| allow_any || matches!(c.entry.user.kind, SecretKind::FakeTls { .. }))
+        .find_map(|c| auth.check(&c.secret).map(|ts| (c, ts)))
+        .ok_or(Failure::Rejected(FailReason::BadSecret))?;
+    let now = SystemTime::now();
+    cand.usable(now).map_err(Failure::Rejected)?;
+    let skew = (unix_secs(now) - timestamp as i64).unsigned_abs();
+    if skew > snap.config.fake_tls.max_clock_skew.as_secs() {
+        return Err(Failure::Rejected(FailReason::ClockSkew));
+    }
+    if let Some(sni) = &fields.sni {
+        if !snap.serves_domain(sni) {
+            return Err(Failure::Rejected(FailReason::BadSni));
+        }
+    }
+    let key: [u8; 16] = auth.client_random()[..16].try_into().unwrap();
+    if !replay.lock().unwrap().check_and_insert(key, Instant::now()) {
+        return Err(Failure::Rejected(FailReason::Replay));
+    }
+
+    let flight = {
+        let mut rng = rand::thread_rng();
+        let cipher = fields.first_cipher.filter(|c| (0x1301..=0x1303).contains(c)).unwrap_or(0x1301);
+        let mut key_share = [0u8; 32];
+        rng.fill_bytes(&mut key_share);
+        key_share[31] &= 0x7f; // an x25519 u-coordinate has its top bit clear
+        let mut app_data = vec![0u8; rng.gen_range(FAKE_CERT_LEN)];
+        rng.fill_bytes(&mut app_data);
+        faketls::server_hello(
+            &cand.secret,
+            &ServerHelloParams {
+                client_random: auth.client_random(),
+                session_id: &fields.session_id,
+                cipher,
+                key_share,
+                app_data: &app_data,
+            },
+        )
+    };
+    st.replied = true;
+    stream.write_all(&flight).await?;
+
+    // Data phase: de-frame records until the 64-byte obfuscated2 init is complete.
+    let mut reader = RecordReader::new();
+    let mut payload = st.consumed.split_off(hello_len);
+    let len = payload.len();
+    let n = reader.deframe_in_place(&mut payload, len).map_err(|_| malformed())?;
+    payload.truncate(n);
+    while payload.len() < INIT_LEN {
+        let mut chunk = Vec::with_capacity(4096);
+        if stream.read_buf(&mut chunk).await? == 0 {
+            return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let len = chunk.len();
+        let n = reader.deframe_in_place(&mut chunk, len).map_err(|_| malformed())?;
+        payload.extend_from_slice(&chunk[..n]);
+        if payload.len() > MAX_HANDSHAKE_BYTES {
+            return Err(malformed());
+        }
+    }
+    let frame = HandshakeFrame(payload[..INIT_LEN].try_into().unwrap());
+    let accepted = obfs2::accept(&frame, Some(&cand.secret)).ok_or_else(malformed)?;
+    if !transport_allowed(&cand.entry.user.kind, accepted.tag, true, allow_any) {
+        return Err(Failure::Rejected(FailReason::BadTransport));
+    }
+    let mut client_decrypt = accepted.client_to_proxy;
+    let mut pending = payload.split_off(INIT_LEN);
+    client_decrypt.apply(&mut pending);
+    Ok(Authenticated {
+        entry: cand.entry.clone(),
+        tag: accepted.tag,
+        dc: accepted.dc,
+        client_decrypt,
+        to_client: accepted.proxy_to_client,
+        tls: Some(reader),
+        pending,
+    })
+}
