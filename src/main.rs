@@ -1,7 +1,7 @@
 //! `vless-mtproxy`: the proxy (`serve`) and the operator commands, in one binary.
 //!
-//! This file only parses arguments, dispatches, and maps errors to exit codes; each command
-//! lives in its own module.
+//! This file only parses arguments, dispatches, and maps errors to exit codes; each group of
+//! commands lives in its own module and contributes its subcommands through `flatten`.
 
 mod links;
 mod serve;
@@ -16,10 +16,10 @@ pub const DEFAULT_CONFIG: &str = "vless-mtproxy.toml";
 
 #[derive(Parser)]
 #[command(name = "vless-mtproxy", version, about = "Telegram MTProto proxy (classic, dd, fake-TLS) with an operator CLI")]
-struct Cli {
+pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, short = 'c', global = true, env = "VLESS_MTPROXY_CONFIG", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    pub config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,11 +32,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(&cli.config, args),
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

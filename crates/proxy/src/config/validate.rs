@@ -334,3 +334,14 @@ mod tests {
         assert!(!valid_user_name("bad name"));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    #[test]
+    fn the_documented_example_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.example.toml");
+        let c = super::super::load(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.users.len(), 2);
+        assert_eq!(c.listen.len(), 2);
+    }
+}
