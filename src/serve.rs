@@ -84,7 +84,9 @@ fn print_links(cfg: &config::Config) {
 
 pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    // Plain text when not on a terminal: log files are read by fail2ban and host tools.
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
 
     if !path.exists() {
         create_initial_config(path)?;
