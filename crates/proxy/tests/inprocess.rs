@@ -283,3 +283,79 @@ async fn rotation_grace_keeps_old_secret_until_expiry() {
     assert_refused(&mut late).await;
     assert_eq!(failures(&p, FailReason::RotatedSecret), 1);
 }
+
+async fn start_with_stop(extra_server: &str, extra: &str, drain: Duration) -> (Proxy, CancellationToken, tokio::task::JoinHandle<()>) {
+    let dc = FakeDc::start().await.unwrap();
+    let mask = echo_server().await;
+    let text = config_text(mask, extra).replace("[timeouts]\n", &format!("{extra_server}\n[timeouts]\n"));
+    let cfg: Config = parse_str(&text, Path::new("test.toml")).unwrap();
+    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let overrides = vec![(mtproxy_core::config::DcKey::Any, vec![mtproxy_core::config::HostPort::parse(&dc.addr.to_string()).unwrap()])];
+    let shared = Shared::new(cfg, overrides);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), drain));
+    (Proxy { addr, shared, dc, mask, _stop: stop.clone() }, stop, task)
+}
+
+/// Reads until EOF or error; true when the proxy closed the connection within `within`.
+async fn closed_within(c: &mut Client, within: Duration) -> bool {
+    matches!(tokio::time::timeout(within, c.recv(1)).await, Ok(Err(_)))
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let (p, _stop, _t) = start_with_stop("", "", Duration::from_secs(1)).await;
+    let text = config_text(p.mask, "").replace("handshake = \"2s\"", "handshake = \"2s\"\nidle = \"1s\"");
+    p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
+    let mut c = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    roundtrip(&mut c, 10).await;
+    // Traffic keeps it open past the timeout...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        roundtrip(&mut c, 10).await;
+    }
+    // ... silence closes it.
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await);
+}
+
+#[tokio::test]
+async fn half_close_delivers_everything_then_closes() {
+    let p = start("").await;
+    let mut c = Client::connect(p.addr, &secret(S_CLASSIC), &Mode::Classic(ProtoTag::Intermediate), 2).await.unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    c.send(&data).await.unwrap();
+    c.stream().shutdown().await.unwrap(); // client stops sending
+    let got = tokio::time::timeout(Duration::from_secs(5), c.recv(data.len())).await.unwrap().unwrap();
+    assert_eq!(got, data, "everything sent before the half-close comes back");
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await, "then the proxy closes");
+}
+
+#[tokio::test]
+async fn connection_cap_refuses_extra_clients() {
+    let (p, _stop, _t) = start_with_stop("[limits]\nmax_connections = 2\n", "", Duration::from_secs(1)).await;
+    let mut a = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    let mut b = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    roundtrip(&mut a, 10).await;
+    roundtrip(&mut b, 10).await;
+    let mut c = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await);
+    assert_eq!(p.shared.stats.connections_refused_limit.load(std::sync::atomic::Ordering::SeqCst), 1);
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut d = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    roundtrip(&mut d, 10).await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_drains_then_closes() {
+    let (p, stop, task) = start_with_stop("", "", Duration::from_secs(1)).await;
+    let mut c = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    roundtrip(&mut c, 10).await;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(TcpStream::connect(p.addr).await.is_err(), "no longer accepting");
+    roundtrip(&mut c, 10).await; // still served during the drain period
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns after the drain deadline").unwrap();
+    assert!(closed_within(&mut c, Duration::from_secs(2)).await, "closed at the deadline");
+}
