@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 /// The comment that marks our rule.
 pub const COMMENT: &str = "vless-mtproxy";
 
-pub const LIMIT_WARNING: &str = "warning: `ufw limit` drops a 7th connection from one address within 30 s; \
+pub const LIMIT_WARNING: &str = "warning: `ufw limit` allows 6 connections per 30 s from one address and drops the rest; \
 Telegram clients open several connections at once (one per DC, more for media), so busy users \
 and users behind one carrier NAT can be cut off. Prefer `allow` plus the fail2ban jail.";
 
