@@ -47,7 +47,9 @@ def wait_until(pred, timeout: float, interval: float = 0.1):
 
 def run(cmd, timeout=60, check=True, **kw):
     cmd = [str(c) for c in cmd]
-    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+    if "input" not in kw:
+        kw["stdin"] = subprocess.DEVNULL
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and cp.returncode != 0:
         raise AssertionError("%s failed (%d):\n%s\n%s" % (" ".join(map(str, cmd)), cp.returncode, cp.stdout, cp.stderr))
     return cp
