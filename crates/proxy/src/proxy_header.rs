@@ -13,10 +13,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use mtproxy_proto::proxy_protocol::{self, Parsed, V1_PREFIX, V2_SIGNATURE};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProxyProtocol;
@@ -44,17 +44,18 @@ pub enum HeaderError {
     Rejected(FailReason),
 }
 
-/// Read the first bytes of `stream` (bounded by `timeout`) and decide the client's address.
+/// Read the first bytes of `stream` (until `deadline`, the handshake's) and decide the
+/// client's address.
 pub async fn admit<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: SocketAddr,
     settings: &ProxyProtocol,
-    timeout: Duration,
+    deadline: Instant,
     close_all: &CancellationToken,
 ) -> Admission {
     let mut buf = Vec::new();
     let result = tokio::select! {
-        r = tokio::time::timeout(timeout, read_header(stream, peer, settings, &mut buf)) => r,
+        r = tokio::time::timeout_at(deadline, read_header(stream, peer, settings, &mut buf)) => r,
         _ = close_all.cancelled() => return Admission::Quiet,
     };
     let st = |consumed| HandshakeState { consumed, replied: false };
@@ -114,6 +115,7 @@ mod tests {
     use super::*;
     use crate::config::Cidr;
     use mtproxy_proto::proxy_protocol::{encode_v2, Addresses};
+    use std::time::Duration;
 
     fn settings(enabled: bool) -> ProxyProtocol {
         ProxyProtocol { enabled, trusted: vec![Cidr::parse("127.0.0.0/8").unwrap()] }
@@ -204,22 +206,22 @@ mod tests {
         let never = CancellationToken::new();
         // Silent peer: timeout.
         let (w, mut r) = tokio::io::duplex(64);
-        let a = admit(&mut r, sa("192.0.2.1:5"), &settings(true), Duration::from_millis(100), &never).await;
+        let a = admit(&mut r, sa("192.0.2.1:5"), &settings(true), Instant::now() + Duration::from_millis(100), &never).await;
         assert!(matches!(a, Admission::Fail(_, FailReason::Timeout)));
         drop(w);
         // Closed without a byte: nothing to log.
         let (w, mut r) = tokio::io::duplex(64);
         drop(w);
-        let a = admit(&mut r, sa("192.0.2.1:5"), &settings(true), Duration::from_secs(5), &never).await;
+        let a = admit(&mut r, sa("192.0.2.1:5"), &settings(true), Instant::now() + Duration::from_secs(5), &never).await;
         assert!(matches!(a, Admission::Quiet));
         // Half a header then EOF from a trusted front: malformed, bytes kept for fronting.
-        let a = admit(&mut reader(b"PROXY TCP4 1.2"), sa("127.0.0.1:5"), &settings(true), Duration::from_secs(5), &never).await;
+        let a = admit(&mut reader(b"PROXY TCP4 1.2"), sa("127.0.0.1:5"), &settings(true), Instant::now() + Duration::from_secs(5), &never).await;
         match a {
             Admission::Fail(st, FailReason::Malformed) => assert_eq!(st.consumed, b"PROXY TCP4 1.2"),
             _ => panic!("expected a malformed failure"),
         }
         // Untrusted header: the failure carries the header bytes for fronting.
-        let a = admit(&mut reader(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), sa("192.0.2.1:5"), &settings(true), Duration::from_secs(5), &never).await;
+        let a = admit(&mut reader(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), sa("192.0.2.1:5"), &settings(true), Instant::now() + Duration::from_secs(5), &never).await;
         assert!(matches!(a, Admission::Fail(_, FailReason::UntrustedProxy)));
     }
 }
