@@ -110,7 +110,7 @@ pub fn run(config: &Path, a: HaproxyArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = &a.reality_dest {
         let r = r.trim().to_ascii_lowercase();
         let r_host = r.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or(r);
-        if domains.iter().any(|d| *d == r_host) {
+        if domains.contains(&r_host) {
             bail!("the cover domain `{r_host}` is also the Reality destination: HAProxy routes by SNI alone, so both cannot share it; give the proxy users another cover domain");
         }
     }
