@@ -3,6 +3,7 @@
 //! This file only parses arguments, dispatches, and maps errors to exit codes; each group of
 //! commands lives in its own module and contributes its subcommands through `flatten`.
 
+mod hostsec;
 mod links;
 mod serve;
 
@@ -28,12 +29,15 @@ pub struct Cli {
 enum Command {
     /// Run the proxy. Creates the configuration (one user, a fresh secret) when it does not exist.
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Host(hostsec::HostCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
+        Command::Host(cmd) => hostsec::run(&cli.config, cmd),
     };
     match result {
         Ok(code) => code,

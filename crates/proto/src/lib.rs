@@ -12,13 +12,15 @@
 //!      └─ obfuscated2: 64-byte init + AES-256-CTR stream   -> obfs2, crypto
 //!          └─ abridged / intermediate / padded framing     -> framing
 //! ```
-//! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links.
+//! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links;
+//! `proxy_protocol` parses the PROXY v1/v2 header a front such as HAProxy puts before all that.
 
 pub mod crypto;
 pub mod faketls;
 pub mod framing;
 pub mod links;
 pub mod obfs2;
+pub mod proxy_protocol;
 pub mod secret;
 
 pub use obfs2::ProtoTag;

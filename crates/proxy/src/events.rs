@@ -7,6 +7,7 @@
 //! handshake failed client=203.0.113.9:51234 reason=bad_secret
 //! handshake failed client=[2001:db8::7]:40000 reason=replay
 //! ```
+//! Behind a trusted PROXY-protocol front (HAProxy) `client` is the address from the header.
 //! No line ever carries a secret, a key or a user's link.
 
 use std::net::SocketAddr;
@@ -32,10 +33,13 @@ pub enum FailReason {
     UserDisabled,
     /// The secret is one that a rotation retired (its grace period is over).
     RotatedSecret,
+    /// A PROXY protocol header from a source not in `server.trusted_proxies` (or with
+    /// `proxy_protocol` off): someone trying to choose the address we log.
+    UntrustedProxy,
 }
 
 impl FailReason {
-    pub const ALL: [FailReason; 9] = [
+    pub const ALL: [FailReason; 10] = [
         FailReason::BadSecret,
         FailReason::Replay,
         FailReason::ClockSkew,
@@ -45,6 +49,7 @@ impl FailReason {
         FailReason::Malformed,
         FailReason::UserDisabled,
         FailReason::RotatedSecret,
+        FailReason::UntrustedProxy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +63,7 @@ impl FailReason {
             FailReason::Malformed => "malformed",
             FailReason::UserDisabled => "user_disabled",
             FailReason::RotatedSecret => "rotated_secret",
+            FailReason::UntrustedProxy => "untrusted_proxy",
         }
     }
 

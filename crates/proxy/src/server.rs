@@ -21,6 +21,7 @@ use crate::config::{Config, DcKey, HostPort};
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
 use crate::handshake::{handshake, Failure, HandshakeState};
+use crate::proxy_header::{self, Admission};
 use crate::relay::{pump, Activity, ClientToDc, DcToClient};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
@@ -137,10 +138,16 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     }
     stats.connections_total.fetch_add(1, Relaxed);
 
-    let mut st = HandshakeState::default();
-    let timeout = snap.config.timeouts.handshake;
+    // One deadline for the PROXY header and the handshake together.
+    let deadline = tokio::time::Instant::now() + snap.config.timeouts.handshake;
+    // A trusted front's PROXY header names the real client: from here on `peer` is that address.
+    let (peer, mut st) = match proxy_header::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all).await {
+        Admission::Proceed(client, st) => (client, st),
+        Admission::Quiet => return,
+        Admission::Fail(st, reason) => return fail(stream, peer, st, reason, &snap, &stats).await,
+    };
     let result = tokio::select! {
-        r = tokio::time::timeout(timeout, handshake(&mut stream, &mut st, &snap, &shared.replay)) => r,
+        r = tokio::time::timeout_at(deadline, handshake(&mut stream, &mut st, &snap, &shared.replay)) => r,
         _ = shared.close_all.cancelled() => return,
     };
     let auth = match result {

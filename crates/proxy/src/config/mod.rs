@@ -6,6 +6,7 @@
 //! place (`defaults`). A file that fails validation is refused with its path, line, what is
 //! wrong and what would be right ([`ConfigError`]).
 
+mod cidr;
 mod defaults;
 mod duration;
 mod raw;
@@ -17,8 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use mtproxy_proto::{Secret, SecretKind};
 
+pub use cidr::Cidr;
 pub use duration::{format_duration, parse_duration};
-pub use validate::parse_str;
+pub use validate::{parse_str, valid_domain};
 
 /// A host name or IP literal with a port, resolved when used.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -138,6 +140,22 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// PROXY protocol (v1/v2) from a front such as HAProxy (docs/host-security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProxyProtocol {
+    /// Accept a header from the trusted sources (they may also connect without one).
+    pub enabled: bool,
+    /// Sources allowed to send a header; a header from anyone else is a failed handshake.
+    pub trusted: Vec<Cidr>,
+}
+
+impl ProxyProtocol {
+    /// Whether a connection from `ip` may carry a PROXY header.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.enabled && self.trusted.iter().any(|c| c.contains(ip))
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -149,6 +167,7 @@ pub struct Config {
     pub dc_ip: IpPreference,
     /// Reference §2.7 fast mode: DC->client bytes are forwarded without re-encryption.
     pub fast_mode: bool,
+    pub proxy_protocol: ProxyProtocol,
     pub timeouts: Timeouts,
     pub fake_tls: FakeTls,
     pub fronting: Fronting,

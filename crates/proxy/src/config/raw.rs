@@ -57,6 +57,8 @@ pub struct RawServer {
     pub allow_any_transport: Option<bool>,
     pub dc_ip: S<String>,
     pub fast_mode: Option<bool>,
+    pub proxy_protocol: S<bool>,
+    pub trusted_proxies: S<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

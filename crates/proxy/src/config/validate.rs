@@ -117,6 +117,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         },
     };
 
+    let proxy_protocol = proxy_protocol(&ctx, server)?;
+
     let timeouts = Timeouts {
         handshake: ctx.duration(&raw.timeouts.handshake, "handshake", d::HANDSHAKE_TIMEOUT)?,
         connect: ctx.duration(&raw.timeouts.connect, "connect", d::CONNECT_TIMEOUT)?,
@@ -206,6 +208,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         allow_any_transport: server.allow_any_transport.unwrap_or(false),
         dc_ip,
         fast_mode: server.fast_mode.unwrap_or(true),
+        proxy_protocol,
         timeouts,
         fake_tls,
         fronting,
@@ -215,6 +218,26 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ad_tag,
         users,
     })
+}
+
+fn proxy_protocol(ctx: &Ctx<'_>, server: &super::raw::RawServer) -> Result<ProxyProtocol, ConfigError> {
+    let enabled = server.proxy_protocol.as_ref().map(|v| *v.get_ref()).unwrap_or(false);
+    let mut trusted = Vec::new();
+    if let Some(v) = &server.trusted_proxies {
+        for item in v.get_ref() {
+            let c = Cidr::parse(item).map_err(|m| ctx.at(v, format!("`trusted_proxies`: {m}"), "list addresses or networks of your front, e.g. [\"127.0.0.1/32\", \"10.0.0.0/8\"]"))?;
+            trusted.push(c);
+        }
+    }
+    if enabled && trusted.is_empty() {
+        let at = match (&server.trusted_proxies, &server.proxy_protocol) {
+            (Some(v), _) => v.span().start,
+            (None, Some(p)) => p.span().start,
+            (None, None) => 0,
+        };
+        return Err(ctx.err(at, "`proxy_protocol = true` but `trusted_proxies` is empty", "list the address of the front that sends the header, e.g. trusted_proxies = [\"127.0.0.1/32\"]"));
+    }
+    Ok(ProxyProtocol { enabled, trusted })
 }
 
 /// True for a user name the CLI and file accept: 1-64 of `A-Z a-z 0-9 _ - .`.
@@ -323,6 +346,24 @@ mod tests {
     fn secrets_never_appear_in_errors() {
         let e = parse("[users.a]\nsecret = \"00112233445566778899aabbccddeefX\"\n").unwrap_err();
         assert!(!e.contains("00112233445566778899"), "{e}");
+    }
+
+    #[test]
+    fn proxy_protocol_settings() {
+        let c = parse("[server]\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert!(c.proxy_protocol.enabled);
+        assert!(c.proxy_protocol.trusts("10.2.3.4".parse().unwrap()));
+        assert!(c.proxy_protocol.trusts("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c.proxy_protocol.trusts("192.0.2.1".parse().unwrap()));
+        let off = parse("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n").unwrap();
+        assert!(!off.proxy_protocol.trusts("127.0.0.1".parse().unwrap()));
+        assert!(!parse("").unwrap().proxy_protocol.enabled);
+        let e = parse("[server]\nworkers = 1\nproxy_protocol = true\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:3:") && e.contains("trusted_proxies` is empty"), "{e}");
+        let e = parse("[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.1/8\"]\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:3: `trusted_proxies`:") && e.contains("10.0.0.0/8"), "{e}");
+        let e = parse("[server]\n\ntrusted_proxies = [\"haproxy\"]\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:3:") && e.contains("fix: "), "{e}");
     }
 
     #[test]
