@@ -264,7 +264,10 @@ class Proxy:
             return ""
 
     def failures(self) -> list[tuple[str, str]]:
-        return FAIL_RE.findall(self.log())
+        found = FAIL_RE.findall(self.log())
+        unknown = [f for f in found if f[1] not in REASONS]
+        assert not unknown, "failure reasons outside the contract's list: %s" % unknown
+        return found
 
     def wait_failure(self, client_port: int | None = None, reason: str | None = None,
                      timeout: float = 8.0) -> list[tuple[str, str]]:

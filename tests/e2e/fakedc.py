@@ -144,9 +144,12 @@ class FakeDC:
                 return
             ready.set()
             self._loop.run_forever()
-            for t in list(self._tasks):
+            tasks = list(self._tasks)
+            for t in tasks:
                 t.cancel()
-            self._loop.run_until_complete(asyncio.sleep(0))
+            if tasks:
+                self._loop.run_until_complete(asyncio.wait(tasks, timeout=5))
+            self._loop.run_until_complete(self._server.wait_closed())
             self._loop.close()
 
         self._thread = threading.Thread(target=run, name="fakedc", daemon=True)

@@ -126,6 +126,14 @@ def test_config_from_env_and_dc_overrides_table(proxy_factory, fakedc):
 # --------------------------------------------------------------------------- TDLib
 
 KINDS = ["classic", "dd", "ee"]
+# TDLib opens and drops background connections on its own schedule (and at `close`), so a
+# connection cut before its init may legitimately end as timeout/malformed; anything else from a
+# client with the right secret is a proxy bug.
+CLIENT_FAULT_REASONS = {"timeout", "malformed"}
+
+
+def real_refusals(px):
+    return [(c, r) for c, r in px.failures() if r not in CLIENT_FAULT_REASONS]
 
 
 def test_tdlib_ping_each_kind(proxy_factory, fakedc, tls_cover):
@@ -139,7 +147,7 @@ def test_tdlib_ping_each_kind(proxy_factory, fakedc, tls_cover):
     tags = {e["tag"] for e in fakedc.snapshot() if e["ev"] == "init"}
     assert tags == {"intermediate", "padded"}, tags  # TDLib: classic -> intermediate; dd, ee -> padded
     assert len(fakedc.received("req_pq_multi")) >= 3
-    assert px.failures() == []
+    assert real_refusals(px) == []
     px.assert_no_secrets()
 
 
@@ -155,7 +163,7 @@ def test_tdlib_test_proxy_reaches_req_dh_params(kind, proxy_factory, fakedc, tls
     names = [e["name"] for e in evs if e["ev"] == "message"]
     assert "req_DH_params" in names, (names, r)
     assert r["result"]["@type"] != "ok", "testProxy cannot succeed against a fake DC: %s" % r
-    assert px.failures() == []
+    assert real_refusals(px) == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
