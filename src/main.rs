@@ -3,8 +3,11 @@
 //! This file only parses arguments, dispatches, and maps errors to exit codes; each group of
 //! commands lives in its own module and contributes its subcommands through `flatten`.
 
+mod cli;
 mod links;
+mod qr;
 mod serve;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,12 +31,15 @@ pub struct Cli {
 enum Command {
     /// Run the proxy. Creates the configuration (one user, a fresh secret) when it does not exist.
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Ops(cli::Ops),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
+        Command::Ops(op) => cli::run(&cli.config, op),
     };
     match result {
         Ok(code) => code,
