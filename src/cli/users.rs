@@ -46,10 +46,10 @@ pub struct SecretArg {
 #[derive(clap::Args, Default)]
 pub struct LimitFlags {
     /// Connections open at once (or `none`).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub max_connections: Option<String>,
     /// Distinct client IP addresses at once (or `none`).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub max_ips: Option<String>,
     /// Data quota, both directions, e.g. 10GiB or 500MB (or `none`).
     #[arg(long, value_name = "SIZE")]
