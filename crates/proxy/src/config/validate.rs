@@ -325,9 +325,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b') {
         "" => 1,
         "k" => 1000,
-        "m" => 1000_000,
-        "g" => 1000_000_000,
-        "t" => 1000_000_000_000,
+        "m" => 1_000_000,
+        "g" => 1_000_000_000,
+        "t" => 1_000_000_000_000,
         "ki" => 1 << 10,
         "mi" => 1 << 20,
         "gi" => 1 << 30,
@@ -335,7 +335,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let v = n * mult as f64;
-    if !v.is_finite() || v < 1.0 || v > 1e18 {
+    if !v.is_finite() || !(1.0..=1e18).contains(&v) {
         return Err(format!("`{text}` is out of range; give at least 1 byte and at most 1 EB"));
     }
     Ok(v as u64)
