@@ -233,8 +233,21 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
             }
         })
     };
+    let enforcer = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                for (user, reason) in shared.limits.enforce(&users_with_stats(&shared), std::time::SystemTime::now()) {
+                    mtproxy_core::limits::log_cut(&user, reason);
+                }
+            }
+        })
+    };
     mtproxy_core::server::serve_with_control(listeners, shared.clone(), shutdown, drain, Some(control_rx)).await;
     saver.abort();
+    enforcer.abort();
     save_usage(&usage_path, &shared);
     tracing::info!("stopped");
     Ok(())

@@ -247,6 +247,25 @@ async fn each_limit_refuses_with_its_logged_reason_and_usage_survives_restart() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_closed_when_the_quota_runs_out() {
+    let dc = FakeDc::start().await.unwrap();
+    let port = free_port();
+    let env = Env::new(Some(&config(port, ALICE)));
+    env.ok(&["add-user", "gina", "--with-padding", "--quota", "300KB", "--no-qr"]);
+    let proxy = Proxy::start(&env, dc.addr, port);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut alice = connect(addr, &secret_of(&env, "alice")).await.unwrap();
+    let mut g = connect(addr, &secret_of(&env, "gina")).await.unwrap();
+    // 300 KiB each way: more than the quota, and more than one relay flush batch (256 KiB).
+    let data = vec![3u8; 300 * 1024];
+    g.send(&data).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), g.recv(data.len())).await.unwrap().unwrap().len(), data.len());
+    eventually_closed(&mut g).await;
+    proxy.wait_log("connections closed user=gina reason=quota").await;
+    assert!(roundtrip(&mut alice).await, "other users keep their connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_port_moves_the_listener_and_keeps_open_connections() {
     let dc = FakeDc::start().await.unwrap();
     let port = free_port();

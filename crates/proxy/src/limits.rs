@@ -7,6 +7,11 @@
 //! ```text
 //! connection refused client=203.0.113.9:51234 user=alice reason=max_ips
 //! ```
+//! Open connections of a user whose quota runs out or whose expiry passes are closed by
+//! [`Limits::enforce`] (within about a second, plus the relay's flush batch):
+//! ```text
+//! connections closed user=alice reason=quota
+//! ```
 //! Why after the handshake: only then is the user known; the client has proven the secret, so
 //! closing it reveals nothing to a prober.
 //!
@@ -26,6 +31,7 @@ use crate::config::date::month_index;
 use crate::config::User;
 use crate::events::ClientAddr;
 use crate::stats::UserStats;
+use tokio_util::sync::CancellationToken;
 
 /// Why a user's new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +78,8 @@ struct Quota {
 struct UserState {
     open: Mutex<Open>,
     quota: Mutex<Quota>,
+    /// Cancelled (and replaced) to close the open connections of a user over quota or expired.
+    cut: Mutex<CancellationToken>,
 }
 
 /// Limit state of every user, by name.
@@ -86,6 +94,8 @@ pub struct Limits {
 pub struct Lease {
     state: Arc<UserState>,
     ip: IpAddr,
+    /// Cancelled when [`Limits::enforce`] closes this user's connections.
+    pub cut: CancellationToken,
 }
 
 impl Drop for Lease {
@@ -163,12 +173,39 @@ impl Limits {
             open.total += 1;
             *open.ips.entry(ip).or_default() += 1;
             drop(open);
-            Ok(Lease { state, ip })
+            let cut = state.cut.lock().unwrap().clone();
+            Ok(Lease { state, ip, cut })
         })();
         if let Err(r) = result {
             self.refused[r.index()].fetch_add(1, Relaxed);
         }
         result
+    }
+
+    /// Close the open connections of users whose quota is used up or whose expiry has passed;
+    /// `serve` calls this every second. Returns who was cut and why (the caller logs it).
+    pub fn enforce(&self, users: &[(User, Arc<UserStats>)], now: SystemTime) -> Vec<(String, Refusal)> {
+        let mut cut = Vec::new();
+        for (u, s) in users {
+            let Some(state) = self.users.lock().unwrap().get(&u.name).cloned() else { continue };
+            if state.open.lock().unwrap().total == 0 {
+                continue;
+            }
+            let reason = if u.limits.expires.is_some_and(|e| now >= e) {
+                Some(Refusal::Expired)
+            } else if u.limits.quota_bytes.is_some_and(|q| self.used(u, s, now) >= q) {
+                Some(Refusal::Quota)
+            } else {
+                None
+            };
+            if let Some(r) = reason {
+                let mut token = state.cut.lock().unwrap();
+                token.cancel();
+                *token = CancellationToken::new();
+                cut.push((u.name.clone(), r));
+            }
+        }
+        cut
     }
 
     /// Every user's usage in its current period, for persisting: `(name, period, bytes)`.
@@ -207,6 +244,11 @@ pub fn parse_usage(text: &str) -> Vec<(String, i64, u64)> {
             Some((it.next()?.to_string(), it.next()?.parse().ok()?, it.next()?.parse().ok()?))
         })
         .collect()
+}
+
+/// Write the log line of a user whose open connections a limit closed.
+pub fn log_cut(user: &str, reason: Refusal) {
+    tracing::warn!(target: "vless_mtproxy::limits", "connections closed user={} reason={}", user, reason.as_str());
 }
 
 /// Write the one log line of a refused connection.
@@ -266,6 +308,29 @@ mod tests {
         assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::Quota));
         // Next month the quota starts again.
         assert!(l.admit(&u, &s, A, now + Duration::from_secs(32 * 86400)).is_ok());
+    }
+
+    #[test]
+    fn enforce_cuts_open_connections_over_quota_or_expired() {
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), ..Default::default() });
+        let lease = l.admit(&u, &s, A, now).unwrap();
+        assert!(l.enforce(&[(u.clone(), s.clone())], now).is_empty());
+        assert!(!lease.cut.is_cancelled());
+        s.bytes_from_client.store(1000, Relaxed);
+        assert_eq!(l.enforce(&[(u.clone(), s.clone())], now), vec![("u".to_string(), Refusal::Quota)]);
+        assert!(lease.cut.is_cancelled());
+        // The admin raises the quota: a new connection gets a fresh token.
+        let raised = user(UserLimits { quota_bytes: Some(5000), ..Default::default() });
+        let lease2 = l.admit(&raised, &s, A, now).unwrap();
+        assert!(!lease2.cut.is_cancelled());
+        let expired = user(UserLimits { expires: Some(now), ..Default::default() });
+        assert_eq!(l.enforce(&[(expired, s.clone())], now), vec![("u".to_string(), Refusal::Expired)]);
+        assert!(lease2.cut.is_cancelled());
+        drop((lease, lease2));
+        assert!(l.enforce(&[(u, s)], now).is_empty(), "nothing open, nothing to cut");
     }
 
     #[test]

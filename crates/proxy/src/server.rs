@@ -201,7 +201,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     };
 
     let entry = auth.entry.clone();
-    let _lease = match shared.limits.admit(&entry.user, &entry.stats, peer.ip(), std::time::SystemTime::now()) {
+    let lease = match shared.limits.admit(&entry.user, &entry.stats, peer.ip(), std::time::SystemTime::now()) {
         Ok(lease) => lease,
         Err(reason) => return crate::limits::log_refusal(peer, &entry.user.name, reason),
     };
@@ -245,6 +245,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         ) } => match r { Ok(_) => "closed", Err(_) => "error" },
         _ = activity.idle(cfg.timeouts.idle) => "idle timeout",
         _ = entry.revoked.cancelled() => "user revoked",
+        _ = lease.cut.cancelled() => "user limit reached",
         _ = shared.close_all.cancelled() => "shutdown",
     };
     tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, up = up.total(), down = down.total(), outcome, "connection closed");
