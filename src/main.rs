@@ -4,8 +4,11 @@
 //! commands lives in its own module and contributes its subcommands through `flatten`.
 
 mod hostsec;
+mod cli;
 mod links;
+mod qr;
 mod serve;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     #[command(flatten)]
     Host(hostsec::HostCommand),
+    #[command(flatten)]
+    Ops(cli::Ops),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
         Command::Host(cmd) => hostsec::run(&cli.config, cmd),
+        Command::Ops(op) => cli::run(&cli.config, op),
     };
     match result {
         Ok(code) => code,

@@ -35,7 +35,7 @@ BIN = Path(os.environ.get("VLESS_MTPROXY_BIN", ROOT / "target" / "debug" / "vles
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FAIL_RE = re.compile(r"handshake failed client=(\S+) reason=([a-z_]+)")
 REASONS = {"bad_secret", "replay", "clock_skew", "bad_sni", "bad_transport", "timeout",
-           "malformed", "user_disabled"}
+           "malformed", "user_disabled", "rotated_secret", "untrusted_proxy"}
 
 
 @pytest.fixture

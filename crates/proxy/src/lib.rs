@@ -12,6 +12,7 @@ pub mod events;
 pub mod fronting;
 pub mod handshake;
 pub mod proxy_header;
+pub mod limits;
 pub mod relay;
 pub mod replay;
 pub mod server;
