@@ -12,6 +12,7 @@
 //!      └─ obfuscated2: 64-byte init + AES-256-CTR stream   -> obfs2, crypto
 //!          └─ abridged / intermediate / padded framing     -> framing
 //! ```
+//! `rpc` is the middle-proxy protocol (reference §5) used when an ad tag is set.
 //! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links.
 
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod faketls;
 pub mod framing;
 pub mod links;
 pub mod obfs2;
+pub mod rpc;
 pub mod secret;
 
 pub use obfs2::ProtoTag;

@@ -2,7 +2,7 @@
 //!
 //! `config` turns a TOML file into a validated model; `server` binds and accepts; each
 //! connection goes through `handshake` (with `replay`), then `fronting` on failure or
-//! `upstream` + `relay` on success; `events` and `stats` are what observers see. `snapshot`
+//! `upstream` + `relay` on success (or `middle`, the middle-proxy path, when an ad tag is set); `events` and `stats` are what observers see. `snapshot`
 //! is the immutable configuration view that live reloads swap.
 
 pub mod config;
@@ -10,6 +10,7 @@ pub mod dc;
 pub mod events;
 pub mod fronting;
 pub mod handshake;
+pub mod middle;
 pub mod relay;
 pub mod replay;
 pub mod server;

@@ -19,6 +19,16 @@ pub const FRONTING_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const FRONTING_MAX_DURATION: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONNECTIONS: usize = 10000;
 pub const STATS_LISTEN: &str = "127.0.0.1:8888";
+/// Telegram's published middle-proxy configuration (reference §5.1).
+pub const PROXY_SECRET_URL: &str = "https://core.telegram.org/getProxySecret";
+pub const PROXY_CONFIG_URL: &str = "https://core.telegram.org/getProxyConfig";
+pub const PROXY_CONFIG_V6_URL: &str = "https://core.telegram.org/getProxyConfigV6";
+/// Relative to the configuration file's directory.
+pub const MIDDLE_CACHE_DIR: &str = "middle-cache";
+/// Telegram asks for a daily refresh; hourly picks up a changed list sooner at little cost.
+pub const MIDDLE_REFRESH: Duration = Duration::from_secs(3600);
+/// Connections kept per middle-end cluster (the official proxy keeps 4..8 per target).
+pub const MIDDLE_CONNECTIONS: usize = 4;
 
 /// The configuration `serve` writes when none exists: one `dd` user, every other value
 /// commented with its default so the admin sees what can be set.
