@@ -134,27 +134,19 @@ fn check_conf(src: &Source, bytes: &[u8]) -> Result<ProxyMultiConf, SourceError>
 /// The configuration to start with: configured files, then the cache, then the shipped copy.
 /// Reads local files only; never the network.
 pub fn initial(settings: &MiddleSettings) -> MeConfig {
+    // A configured file first, then the cached copy; the first one that validates wins.
+    fn local<T>(src: &Source, cache: &Path, name: &str, check: impl Fn(&Source, Vec<u8>) -> Result<T, SourceError>) -> Option<T> {
+        let cached = Source::File(cache.join(name));
+        let configured = matches!(src, Source::File(_)).then_some(src);
+        let found = configured.into_iter().chain(std::iter::once(&cached)).find_map(|s| fetch_blocking(s).and_then(|b| check(s, b)).ok());
+        found
+    }
     let cache = &settings.cache_dir;
-    let local = |src: &Source, cached: &str| -> Option<Vec<u8>> {
-        if let Source::File(_) = src {
-            if let Ok(b) = fetch_blocking(src) {
-                return Some(b);
-            }
-        }
-        let p = cache.join(cached);
-        let cache_src = Source::File(p);
-        fetch_blocking(&cache_src).ok()
-    };
-    let secret = local(&settings.proxy_secret, SECRET_FILE)
-        .and_then(|b| check_secret(&settings.proxy_secret, b).ok())
-        .unwrap_or_else(|| BUNDLED_PROXY_SECRET.to_vec());
-    let v4 = local(&settings.proxy_config, V4_FILE)
-        .and_then(|b| check_conf(&settings.proxy_config, &b).ok())
+    let secret = local(&settings.proxy_secret, cache, SECRET_FILE, check_secret).unwrap_or_else(|| BUNDLED_PROXY_SECRET.to_vec());
+    let v4 = local(&settings.proxy_config, cache, V4_FILE, |s, b| check_conf(s, &b))
         .unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V4).expect("bundled list parses"));
     let v6 = settings.proxy_config_v6.as_ref().map(|src| {
-        local(src, V6_FILE)
-            .and_then(|b| check_conf(src, &b).ok())
-            .unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V6).expect("bundled list parses"))
+        local(src, cache, V6_FILE, |s, b| check_conf(s, &b)).unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V6).expect("bundled list parses"))
     });
     MeConfig { secret, v4, v6 }
 }
