@@ -119,9 +119,16 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     if listeners.is_empty() {
         bail!("no listen address could be bound");
     }
-    tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set; not yet supported, using direct)" } else { "direct" }, "proxy started");
+    tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" }, "proxy started");
     let shared = Shared::new(cfg, overrides);
     let shutdown = CancellationToken::new();
+    // The middle-proxy configuration is fetched only while an ad tag is set.
+    let s2 = shared.clone();
+    let settings = move || {
+        let snap = s2.snapshot.load();
+        snap.config.ad_tag.map(|_| snap.config.middle.clone())
+    };
+    tokio::spawn(shared.middle.clone().refresh_loop(settings, shutdown.clone()));
     tokio::spawn(watch_config(path, shared.clone()));
     tokio::spawn(wait_for_stop(shutdown.clone()));
     mtproxy_core::serve(listeners, shared, shutdown, drain).await;
