@@ -88,7 +88,7 @@ impl FrameReader {
         }
         let total = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap());
         let len = total as usize;
-        if len % 4 != 0 || len < OVERHEAD + 4 || len > MAX_FRAME {
+        if len % 4 != 0 || !(OVERHEAD + 4..=MAX_FRAME).contains(&len) {
             // The smallest real frame carries a 4-byte message type.
             return Err(FrameError::BadLength(total));
         }

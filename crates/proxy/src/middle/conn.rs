@@ -236,19 +236,21 @@ async fn read_loop(mut r: tokio::net::tcp::OwnedReadHalf, mut reader: RpcReader,
                 clients.get(&conn_id).cloned()
             }
         };
-        match sender {
+        // Tell the middle-end to forget a client we no longer have (reference §5.7), or one too
+        // slow to take its answers.
+        let forget = match sender {
             Some(s) => {
-                if tokio::time::timeout(CLIENT_SEND_WAIT, s.send(event)).await.is_err() {
+                let slow = tokio::time::timeout(CLIENT_SEND_WAIT, s.send(event)).await.is_err();
+                if slow {
                     tracing::debug!(middle_end = %conn.addr, "client too slow; dropping it");
                     conn.unregister(conn_id);
-                    let _ = conn.tx.send(msg::close_conn(conn_id).to_vec()).await;
                 }
+                slow
             }
-            None if !is_close => {
-                // An answer for a client we no longer have (reference §5.7).
-                let _ = conn.tx.send(msg::close_conn(conn_id).to_vec()).await;
-            }
-            None => {}
+            None => !is_close,
+        };
+        if forget {
+            let _ = conn.tx.send(msg::close_conn(conn_id).to_vec()).await;
         }
     }
 }

@@ -8,7 +8,8 @@
 //! ```
 //! [`Middle`] holds the configuration in force and the pools. A refresh that changes anything
 //! starts a new generation: new clients get connections built from it, connections of the old
-//! generation serve their clients until those leave.
+//! generation serve their clients until those leave. The same happens to a cluster's pool when
+//! the NAT address or the pool size is changed in the proxy's own configuration.
 
 pub mod conn;
 pub mod pool;
@@ -132,7 +133,7 @@ impl Middle {
         let (cluster, addrs) = self.targets(dc, pref);
         let pool = {
             let mut pools = self.pools.lock().unwrap();
-            let stale = pools.get(&cluster).filter(|p| p.generation != st.generation || p.addrs != addrs).cloned();
+            let stale = pools.get(&cluster).filter(|p| !p.built_from(st.generation, &addrs, settings.nat_ip, settings.connections_per_dc)).cloned();
             if let Some(old) = stale {
                 old.retire();
                 pools.remove(&cluster);

@@ -141,6 +141,11 @@ impl Pool {
         Err(PoolError::Unreachable { cluster: self.cluster, last })
     }
 
+    /// Whether this pool was built from exactly these inputs (else a new one replaces it).
+    pub fn built_from(&self, generation: u64, addrs: &[SocketAddr], nat_ip: Option<IpAddr>, size: usize) -> bool {
+        self.generation == generation && self.addrs == addrs && self.params.nat_ip == nat_ip && self.size == size.max(1)
+    }
+
     /// Connections in the pool (live ones).
     pub fn connections(&self) -> Vec<Arc<MeConn>> {
         self.live()

@@ -138,8 +138,7 @@ pub fn initial(settings: &MiddleSettings) -> MeConfig {
     fn local<T>(src: &Source, cache: &Path, name: &str, check: impl Fn(&Source, Vec<u8>) -> Result<T, SourceError>) -> Option<T> {
         let cached = Source::File(cache.join(name));
         let configured = matches!(src, Source::File(_)).then_some(src);
-        let found = configured.into_iter().chain(std::iter::once(&cached)).find_map(|s| fetch_blocking(s).and_then(|b| check(s, b)).ok());
-        found
+        configured.into_iter().chain(std::iter::once(&cached)).find_map(|s| fetch_blocking(s).and_then(|b| check(s, b)).ok())
     }
     let cache = &settings.cache_dir;
     let secret = local(&settings.proxy_secret, cache, SECRET_FILE, check_secret).unwrap_or_else(|| BUNDLED_PROXY_SECRET.to_vec());
