@@ -12,6 +12,7 @@
 //! the NAT address or the pool size is changed in the proxy's own configuration.
 
 pub mod conn;
+pub mod dns;
 pub mod pool;
 pub mod session;
 pub mod source;

@@ -96,7 +96,11 @@ fn fetch_blocking(src: &Source) -> Result<Vec<u8>, SourceError> {
             Ok(out)
         }
         Source::Url(u) => {
-            let agent = ureq::AgentBuilder::new().timeout(FETCH_TIMEOUT).redirects(3).build();
+            let agent = ureq::AgentBuilder::new()
+                .timeout(FETCH_TIMEOUT)
+                .redirects(3)
+                .resolver(super::dns::Resolver { servers: None, system: true })
+                .build();
             let resp = agent.get(u).call().map_err(|e| match e {
                 ureq::Error::Status(code, _) => err(format!("HTTP status {code}")),
                 ureq::Error::Transport(t) => err(t.to_string()),
