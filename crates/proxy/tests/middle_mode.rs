@@ -381,3 +381,41 @@ async fn unreachable_middle_end_refuses_fast_and_tries_every_address() {
     assert!(r.is_err());
     assert_eq!(p2.shared.middle.stats.connect_failures.load(SeqCst), 1);
 }
+
+#[tokio::test]
+async fn ipv6_middle_end() {
+    // An IPv6 middle-end: the IPv6 key layout (reference §8.4 D6) end to end.
+    let Ok(l6) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipping the IPv6 half");
+        return;
+    };
+    let me6 = FakeMe::start_on(l6, proxy_secret(), None).unwrap();
+    let files = MeFiles::new(&proxy_secret(), &[me6.addr]);
+    let p = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let mut c = Client::connect(p.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
+    exchange(&mut c, ProtoTag::PaddedIntermediate, 1).await;
+    assert_eq!(me6.log().handshakes, 1);
+    assert_eq!(me6.log().requests[0].client, c.stream().local_addr().unwrap());
+}
+
+#[tokio::test]
+async fn nat_address_is_mixed_into_the_keys_and_sent_as_the_proxy_address() {
+    // Behind NAT: Telegram sees 203.0.113.7; only a proxy told so (nat_ip) derives the same keys,
+    // and that address is sent as the proxy's in each request.
+    let public: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let me_nat = FakeMe::start_behind_nat(l4, proxy_secret(), public).unwrap();
+    let files = MeFiles::new(&proxy_secret(), &[me_nat.addr]);
+    let without = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let mut d = Client::connect(without.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
+    send_packet(&mut d, ProtoTag::PaddedIntermediate, &req_pq_multi([1; 16]), false).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), d.recv(1)).await.expect("closed in time");
+    assert!(r.is_err(), "keys differ without nat_ip: no service");
+    assert_eq!(me_nat.log().handshakes, 0);
+    let with = start(parse(&config_text(&format!("{}nat_ip = \"{public}\"\n", files.section(Some(AD_TAG)))))).await;
+    let mut e = Client::connect(with.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
+    exchange(&mut e, ProtoTag::PaddedIntermediate, 2).await;
+    let log = me_nat.log();
+    assert_eq!(log.handshakes, 1);
+    assert_eq!(log.requests[0].proxy, std::net::SocketAddr::new(public, with.addr.port()));
+}

@@ -122,6 +122,22 @@ impl FakeMe {
 
     /// Serve on `listener`; `events` receives one line per event (for the `fake-me` binary).
     pub fn start_on(listener: TcpListener, secret: Vec<u8>, events: Option<mpsc::UnboundedSender<String>>) -> io::Result<FakeMe> {
+        Self::start_full(listener, secret, events, None)
+    }
+
+    /// As if the proxy were behind NAT: the fake middle-end derives its keys with `public_ip`
+    /// as the proxy's address instead of the connection's source address (what Telegram would
+    /// see), so only a proxy configured with that `nat_ip` completes the handshake.
+    pub fn start_behind_nat(listener: TcpListener, secret: Vec<u8>, public_ip: std::net::IpAddr) -> io::Result<FakeMe> {
+        Self::start_full(listener, secret, None, Some(public_ip))
+    }
+
+    fn start_full(
+        listener: TcpListener,
+        secret: Vec<u8>,
+        events: Option<mpsc::UnboundedSender<String>>,
+        public_ip: Option<std::net::IpAddr>,
+    ) -> io::Result<FakeMe> {
         let addr = listener.local_addr()?;
         let log = Arc::new(Mutex::new(MeLog::default()));
         let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
@@ -131,7 +147,7 @@ impl FakeMe {
             while let Ok((s, _)) = listener.accept().await {
                 let (l, w, sec, ev) = (l2.clone(), w2.clone(), secret.clone(), events.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve_conn(s, &sec, &l, &w, ev.as_ref()).await {
+                    if let Err(e) = serve_conn(s, &sec, &l, &w, ev.as_ref(), public_ip).await {
                         if let Some(ev) = &ev {
                             let _ = ev.send(format!("{{\"event\":\"conn_end\",\"error\":\"{e}\"}}"));
                         }
@@ -208,10 +224,12 @@ async fn serve_conn(
     log: &Mutex<MeLog>,
     writers: &Writers,
     events: Option<&mpsc::UnboundedSender<String>>,
+    public_ip: Option<std::net::IpAddr>,
 ) -> io::Result<()> {
     s.set_nodelay(true)?;
     let local = s.local_addr()?;
-    let peer = s.peer_addr()?;
+    let seen = s.peer_addr()?;
+    let peer = SocketAddr::new(public_ip.unwrap_or(seen.ip()), seen.port());
     let mut reader = Reader { plain: Vec::new(), raw: Vec::new(), cbc: None, frames: FrameReader::default() };
     let theirs = Nonce::parse(&reader.next(&mut s).await?).map_err(|e| bad(&e.to_string()))?;
     if theirs.key_select[..] != secret[..4] {
