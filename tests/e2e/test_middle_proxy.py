@@ -22,7 +22,15 @@ import pytest
 from conftest import BIN
 from helpers import User, tdlib, tdlib_many, wait_until
 
-FAKE_ME = Path(os.environ.get("FAKE_ME_BIN", BIN.parent / "fake-me"))
+def _fake_me_bin() -> Path:
+    """FAKE_ME_BIN, else next to the proxy binary, else the workspace's debug build."""
+    if os.environ.get("FAKE_ME_BIN"):
+        return Path(os.environ["FAKE_ME_BIN"])
+    beside = BIN.parent / "fake-me"
+    return beside if beside.exists() else Path(__file__).resolve().parents[2] / "target" / "debug" / "fake-me"
+
+
+FAKE_ME = _fake_me_bin()
 KINDS = ["classic", "dd", "ee"]
 
 REQ_PQ_MULTI = 0xBE7E8EF1
@@ -40,7 +48,7 @@ class FakeMe:
 
     def __init__(self, workdir: Path, proxy_secret: bytes):
         if not FAKE_ME.exists():
-            pytest.fail("%s not built (cargo build --workspace builds it)" % FAKE_ME)
+            pytest.fail("%s not built (`cargo build --workspace` builds it from crates/testkit)" % FAKE_ME)
         self.secret_file = workdir / "me-secret.bin"
         self.secret_file.write_bytes(proxy_secret)
         os.chmod(self.secret_file, 0o600)
