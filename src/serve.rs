@@ -210,7 +210,7 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     if listeners.is_empty() {
         bail!("no listen address could be bound");
     }
-    tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set; not yet supported, using direct)" } else { "direct" }, "proxy started");
+    tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" }, "proxy started");
     let usage_path = cfg.usage_path(&path);
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let shared = Shared::new(cfg, overrides);
@@ -219,6 +219,13 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
         shared.limits.restore_usage(&users_with_stats(&shared), &saved, std::time::SystemTime::now());
     }
     let shutdown = CancellationToken::new();
+    // The middle-proxy configuration is fetched only while an ad tag is set.
+    let s2 = shared.clone();
+    let settings = move || {
+        let snap = s2.snapshot.load();
+        snap.config.ad_tag.map(|_| snap.config.middle.clone())
+    };
+    tokio::spawn(shared.middle.clone().refresh_loop(settings, shutdown.clone()));
     let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(watch_config(path, shared.clone(), control_tx, bound));
     tokio::spawn(wait_for_stop(shutdown.clone()));

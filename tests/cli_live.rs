@@ -259,7 +259,9 @@ async fn open_connections_are_closed_when_the_quota_runs_out() {
     // 300 KiB each way: more than the quota, and more than one relay flush batch (256 KiB).
     let data = vec![3u8; 300 * 1024];
     g.send(&data).await.unwrap();
-    assert_eq!(tokio::time::timeout(Duration::from_secs(5), g.recv(data.len())).await.unwrap().unwrap().len(), data.len());
+    // The enforcer may cut the connection before the whole echo is back (it checks every second
+    // and the quota is passed at the first 256 KiB flush): either way it must end closed.
+    let _ = tokio::time::timeout(Duration::from_secs(5), g.recv(data.len())).await;
     eventually_closed(&mut g).await;
     proxy.wait_log("connections closed user=gina reason=quota").await;
     assert!(roundtrip(&mut alice).await, "other users keep their connections");

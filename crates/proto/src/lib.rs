@@ -14,6 +14,8 @@
 //! ```
 //! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links;
 //! `proxy_protocol` parses the PROXY v1/v2 header a front such as HAProxy puts before all that.
+//! `rpc` is the middle-proxy protocol (reference §5) used when an ad tag is set.
+//! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links.
 
 pub mod crypto;
 pub mod faketls;
@@ -21,6 +23,7 @@ pub mod framing;
 pub mod links;
 pub mod obfs2;
 pub mod proxy_protocol;
+pub mod rpc;
 pub mod secret;
 
 pub use obfs2::ProtoTag;

@@ -5,6 +5,8 @@
 //! `upstream` + `relay` on success; `events` and `stats` are what observers see. `snapshot`
 //! is the immutable configuration view that live reloads swap. `proxy_header` reads an optional
 //! PROXY protocol header from a trusted front before the handshake.
+//! `upstream` + `relay` on success (or `middle`, the middle-proxy path, when an ad tag is set); `events` and `stats` are what observers see. `snapshot`
+//! is the immutable configuration view that live reloads swap.
 
 pub mod config;
 pub mod dc;
@@ -13,6 +15,7 @@ pub mod fronting;
 pub mod handshake;
 pub mod proxy_header;
 pub mod limits;
+pub mod middle;
 pub mod relay;
 pub mod replay;
 pub mod server;

@@ -22,6 +22,7 @@ use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
 use crate::handshake::{handshake, Failure, HandshakeState};
 use crate::proxy_header::{self, Admission};
+use crate::middle::{self, Middle};
 use crate::relay::{pump, Activity, ClientToDc, DcToClient};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
@@ -38,14 +39,18 @@ pub struct Shared {
     pub close_all: CancellationToken,
     /// Per-user limit state (open connections, IPs, quota usage).
     pub limits: crate::limits::Limits,
+    /// The middle-proxy path (used while an ad tag is set).
+    pub middle: Arc<Middle>,
 }
 
 impl Shared {
     pub fn new(config: Config, cli_overrides: Vec<(DcKey, Vec<HostPort>)>) -> Arc<Shared> {
         let stats = Arc::new(Stats::default());
         let replay = ReplayCache::new(config.fake_tls.replay_cache_entries, config.fake_tls.replay_window);
+        let middle = Arc::new(Middle::new(&config.middle));
         let snapshot = Snapshot::build(config, None, &stats, &cli_overrides);
         Arc::new(Shared {
+            middle,
             snapshot: ArcSwap::from_pointee(snapshot),
             stats,
             replay: Mutex::new(replay),
@@ -215,6 +220,11 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let _active = ActiveGuard::new(entry.stats.clone(), stats.clone());
     let _ = stream.set_nodelay(true);
     let cfg = &snap.config;
+    // Mode per connection, from the snapshot it started with: ad tag -> middle-end, else direct.
+    if let Some(ad_tag) = cfg.ad_tag {
+        let ctx = middle::session::Context { snap: &snap, middle: &shared.middle, stats: &stats, close_all: &shared.close_all, limit_cut: &lease.cut, ad_tag };
+        return middle::session::run(stream, peer, auth, ctx).await;
+    }
     let leg = match upstream::connect(auth.dc, auth.tag, &auth.to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect).await {
         Ok(leg) => leg,
         Err(e) => {

@@ -5,8 +5,13 @@
 //! * [`Client`]: the client side of classic, `dd` and `ee` (fake-TLS, including the ServerHello
 //!   check), speaking raw bytes over the obfuscated2 stream.
 //!
+//! * [`fake_me`]: a fake middle-end (RPC server side, reference §5) with fake-DC logic behind
+//!   it, and a fake configuration server, for the middle-proxy path.
+//!
 //! The independent-client proof (TDLib, Telethon) lives in `tests/e2e`; these peers exist so
 //! that Rust tests and the benchmark need no Python.
+
+pub mod fake_me;
 
 use std::io;
 use std::net::SocketAddr;

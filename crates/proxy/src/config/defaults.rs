@@ -22,6 +22,16 @@ pub const MAX_CONNECTIONS: usize = 10000;
 /// are reachable in most countries and carry heavy TLS traffic, so one more client blends in.
 pub const COVER_DOMAINS: &[&str] = &["www.google.com", "www.microsoft.com", "www.apple.com", "www.amazon.com", "www.cloudflare.com"];
 pub const STATS_LISTEN: &str = "127.0.0.1:8888";
+/// Telegram's published middle-proxy configuration (reference §5.1).
+pub const PROXY_SECRET_URL: &str = "https://core.telegram.org/getProxySecret";
+pub const PROXY_CONFIG_URL: &str = "https://core.telegram.org/getProxyConfig";
+pub const PROXY_CONFIG_V6_URL: &str = "https://core.telegram.org/getProxyConfigV6";
+/// Relative to the configuration file's directory.
+pub const MIDDLE_CACHE_DIR: &str = "middle-cache";
+/// Telegram asks for a daily refresh; hourly picks up a changed list sooner at little cost.
+pub const MIDDLE_REFRESH: Duration = Duration::from_secs(3600);
+/// Connections kept per middle-end cluster (the official proxy keeps 4..8 per target).
+pub const MIDDLE_CONNECTIONS: usize = 4;
 
 /// The configuration `serve` writes when none exists: one `dd` user, every other value
 /// commented with its default so the admin sees what can be set.

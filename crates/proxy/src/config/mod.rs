@@ -13,7 +13,7 @@ mod duration;
 mod raw;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -179,6 +179,39 @@ impl ProxyProtocol {
     }
 }
 
+/// Where a piece of the middle-proxy configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `http://` or `https://` URL.
+    Url(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Url(u) => f.write_str(u),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Middle-proxy (ME) settings, used when an ad tag is set (`[promoted_channel]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MiddleSettings {
+    pub proxy_secret: Source,
+    pub proxy_config: Source,
+    /// `None`: no IPv6 middle-ends.
+    pub proxy_config_v6: Option<Source>,
+    /// Where the last good copies are kept.
+    pub cache_dir: PathBuf,
+    pub refresh_interval: Duration,
+    /// The proxy's public address as Telegram sees it (behind NAT); mixed into the RPC keys.
+    pub nat_ip: Option<IpAddr>,
+    /// Connections kept per middle-end cluster; clients are multiplexed over them.
+    pub connections_per_dc: usize,
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -200,6 +233,7 @@ pub struct Config {
     pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
     pub stats_listen: Option<SocketAddr>,
     pub ad_tag: Option<[u8; 16]>,
+    pub middle: MiddleSettings,
     pub users: Vec<User>,
 }
 

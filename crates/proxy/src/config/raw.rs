@@ -113,6 +113,13 @@ pub struct RawStats {
 #[serde(deny_unknown_fields)]
 pub struct RawPromoted {
     pub ad_tag: S<String>,
+    pub proxy_secret_url: S<String>,
+    pub proxy_config_url: S<String>,
+    pub proxy_config_v6_url: S<String>,
+    pub cache_dir: S<String>,
+    pub refresh_interval: S<DurationValue>,
+    pub nat_ip: S<String>,
+    pub connections_per_dc: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -200,6 +200,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     };
 
+    let middle = middle_settings(&ctx, &raw.promoted_channel)?;
+
     let mut dc_overrides = Vec::new();
     for (key, v) in &raw.dc_overrides {
         let id = DcKey::parse(key).map_err(|m| ctx.at(v, m, "write e.g. \"2\" = \"127.0.0.1:4443\""))?;
@@ -246,6 +248,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         dc_overrides,
         stats_listen,
         ad_tag,
+        middle,
         users,
     })
 }
@@ -268,6 +271,62 @@ fn proxy_protocol(ctx: &Ctx<'_>, server: &super::raw::RawServer) -> Result<Proxy
         return Err(ctx.err(at, "`proxy_protocol = true` but `trusted_proxies` is empty", "list the address of the front that sends the header, e.g. trusted_proxies = [\"127.0.0.1/32\"]"));
     }
     Ok(ProxyProtocol { enabled, trusted })
+}
+
+fn source(ctx: &Ctx<'_>, v: &S<String>, field: &str, default: &str) -> Result<Option<Source>, ConfigError> {
+    let Some(v) = v else { return Ok(Some(Source::Url(default.to_string()))) };
+    let text = v.get_ref().trim();
+    if text.is_empty() || text == "off" {
+        return Ok(None);
+    }
+    if text.starts_with("http://") || text.starts_with("https://") {
+        if text.contains(char::is_whitespace) {
+            return Err(ctx.at(v, format!("`{field}`: the URL contains spaces"), "write a URL such as \"https://core.telegram.org/getProxyConfig\""));
+        }
+        return Ok(Some(Source::Url(text.to_string())));
+    }
+    if text.contains("://") {
+        return Err(ctx.at(v, format!("`{field}`: only http:// and https:// URLs are supported"), "write an http(s) URL or a file path"));
+    }
+    Ok(Some(Source::File(resolve(ctx, text))))
+}
+
+/// A path relative to the configuration file's directory.
+fn resolve(ctx: &Ctx<'_>, p: &str) -> std::path::PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        ctx.path.parent().unwrap_or(Path::new("")).join(p)
+    }
+}
+
+fn middle_settings(ctx: &Ctx<'_>, raw: &super::raw::RawPromoted) -> Result<MiddleSettings, ConfigError> {
+    let required = |v: &S<String>, field: &str, default: &str| -> Result<Source, ConfigError> {
+        source(ctx, v, field, default)?.ok_or_else(|| {
+            ctx.at(v.as_ref().unwrap(), format!("`{field}` cannot be off"), format!("remove the line to use Telegram's address ({default}), or give another URL or a file path"))
+        })
+    };
+    let proxy_secret = required(&raw.proxy_secret_url, "proxy_secret_url", d::PROXY_SECRET_URL)?;
+    let proxy_config = required(&raw.proxy_config_url, "proxy_config_url", d::PROXY_CONFIG_URL)?;
+    let proxy_config_v6 = source(ctx, &raw.proxy_config_v6_url, "proxy_config_v6_url", d::PROXY_CONFIG_V6_URL)?;
+    let cache_dir = match &raw.cache_dir {
+        Some(v) if !v.get_ref().trim().is_empty() => resolve(ctx, v.get_ref().trim()),
+        _ => resolve(ctx, d::MIDDLE_CACHE_DIR),
+    };
+    let refresh_interval = ctx.duration(&raw.refresh_interval, "refresh_interval", d::MIDDLE_REFRESH)?;
+    if refresh_interval < Duration::from_secs(1) {
+        return Err(ctx.at(raw.refresh_interval.as_ref().unwrap(), "`refresh_interval` is shorter than a second", "use e.g. \"1h\" (Telegram asks for about once a day)"));
+    }
+    let nat_ip = match &raw.nat_ip {
+        None => None,
+        Some(v) if v.get_ref().trim().is_empty() => None,
+        Some(v) => Some(v.get_ref().trim().parse::<std::net::IpAddr>().map_err(|_| {
+            ctx.at(v, format!("`nat_ip`: `{}` is not an IP address", v.get_ref().trim()), "write the public IPv4 or IPv6 address of this host, e.g. \"203.0.113.7\"")
+        })?),
+    };
+    let connections_per_dc = ctx.int(&raw.connections_per_dc, "connections_per_dc", 1, 64, d::MIDDLE_CONNECTIONS as i64)? as usize;
+    Ok(MiddleSettings { proxy_secret, proxy_config, proxy_config_v6, cache_dir, refresh_interval, nat_ip, connections_per_dc })
 }
 
 /// True for a user name the CLI and file accept: 1-64 of `A-Z a-z 0-9 _ - .`.
@@ -475,6 +534,30 @@ mod tests {
         assert!(e.contains("same secret"), "{e}");
         let e = parse("[dc_overrides]\nx = \"1.2.3.4:443\"\n").unwrap_err();
         assert!(e.contains("not a DC id"), "{e}");
+        let e = parse("[promoted_channel]\nnat_ip = \"1.2.3\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2: `nat_ip`"), "{e}");
+        let e = parse("[promoted_channel]\n\nproxy_config_url = \"ftp://x/y\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:3: `proxy_config_url`: only http"), "{e}");
+        let e = parse("[promoted_channel]\nproxy_secret_url = \"off\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2: `proxy_secret_url` cannot be off"), "{e}");
+        let e = parse("[promoted_channel]\nconnections_per_dc = 0\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2: `connections_per_dc` = 0 is out of range"), "{e}");
+    }
+
+    #[test]
+    fn middle_settings_defaults_and_paths() {
+        let c = parse("").unwrap();
+        assert_eq!(c.middle.proxy_secret, Source::Url(d::PROXY_SECRET_URL.into()));
+        assert_eq!(c.middle.proxy_config_v6, Some(Source::Url(d::PROXY_CONFIG_V6_URL.into())));
+        assert_eq!(c.middle.cache_dir, Path::new("/etc/middle-cache"));
+        assert_eq!(c.middle.connections_per_dc, d::MIDDLE_CONNECTIONS);
+        let c = parse("[promoted_channel]\nproxy_secret_url = \"secret.bin\"\nproxy_config_url = \"http://127.0.0.1:9/c\"\nproxy_config_v6_url = \"off\"\ncache_dir = \"/var/cache/x\"\nnat_ip = \"203.0.113.7\"\nrefresh_interval = \"10m\"\n").unwrap();
+        assert_eq!(c.middle.proxy_secret, Source::File("/etc/secret.bin".into()));
+        assert_eq!(c.middle.proxy_config, Source::Url("http://127.0.0.1:9/c".into()));
+        assert_eq!(c.middle.proxy_config_v6, None);
+        assert_eq!(c.middle.cache_dir, Path::new("/var/cache/x"));
+        assert_eq!(c.middle.nat_ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(c.middle.refresh_interval, Duration::from_secs(600));
     }
 
     #[test]
