@@ -3,13 +3,15 @@
 //! `config` turns a TOML file into a validated model; `server` binds and accepts; each
 //! connection goes through `handshake` (with `replay`), then `fronting` on failure or
 //! `upstream` + `relay` on success; `events` and `stats` are what observers see. `snapshot`
-//! is the immutable configuration view that live reloads swap.
+//! is the immutable configuration view that live reloads swap. `observe` is the statistics
+//! listener that reads `stats`.
 
 pub mod config;
 pub mod dc;
 pub mod events;
 pub mod fronting;
 pub mod handshake;
+pub mod observe;
 pub mod relay;
 pub mod replay;
 pub mod server;

@@ -24,7 +24,7 @@ use crate::handshake::{handshake, Failure, HandshakeState};
 use crate::relay::{pump, Activity, ClientToDc, DcToClient};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
-use crate::stats::{ActiveGuard, ByteCounter, Stats};
+use crate::stats::{ActiveGuard, ByteCounter, IpGuard, Stats};
 use crate::upstream;
 
 /// State shared by every connection.
@@ -58,7 +58,7 @@ impl Shared {
         let prev = self.snapshot.load_full();
         let next = Snapshot::build(config, Some(&prev), &self.stats, &self.cli_overrides);
         self.snapshot.store(Arc::new(next));
-        self.stats.reloads_ok.fetch_add(1, Relaxed);
+        self.stats.reload_succeeded();
     }
 }
 
@@ -84,6 +84,10 @@ pub async fn serve(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: C
         let shutdown = shutdown.clone();
         let t2 = tracker.clone();
         tracker.spawn(async move {
+            let local = listener.local_addr().ok();
+            if let Some(a) = local {
+                shared.stats.listener_started(a);
+            }
             loop {
                 let accepted = tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -100,6 +104,9 @@ pub async fn serve(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: C
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
+            }
+            if let Some(a) = local {
+                shared.stats.listener_stopped(a);
             }
         });
     }
@@ -161,12 +168,17 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
 
     let entry = auth.entry.clone();
     let _active = ActiveGuard::new(entry.stats.clone(), stats.clone());
+    let _ip = IpGuard::new(entry.stats.clone(), peer.ip());
     let _ = stream.set_nodelay(true);
     let cfg = &snap.config;
+    let connect_started = std::time::Instant::now();
     let leg = match upstream::connect(auth.dc, auth.tag, &auth.to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect).await {
-        Ok(leg) => leg,
+        Ok(leg) => {
+            stats.upstream_connected(auth.dc, connect_started.elapsed());
+            leg
+        }
         Err(e) => {
-            stats.upstream_connect_failures.fetch_add(1, Relaxed);
+            stats.upstream_failed(auth.dc);
             tracing::warn!(client = %ClientAddr(peer), user = %entry.user.name, error = %e, "upstream connect failed");
             return;
         }
