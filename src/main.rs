@@ -4,6 +4,7 @@
 //! commands lives in its own module and contributes its subcommands through `flatten`.
 
 mod links;
+mod monitor;
 mod serve;
 
 use std::path::PathBuf;
@@ -28,12 +29,15 @@ pub struct Cli {
 enum Command {
     /// Run the proxy. Creates the configuration (one user, a fresh secret) when it does not exist.
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Monitor(monitor::MonitorCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
+        Command::Monitor(cmd) => monitor::run(&cli.config, cmd),
     };
     match result {
         Ok(code) => code,

@@ -120,8 +120,24 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
         bail!("no listen address could be bound");
     }
     tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set; not yet supported, using direct)" } else { "direct" }, "proxy started");
+    let stats_listen = cfg.stats_listen;
+    let stats_opts = mtproxy_core::observe::Options {
+        token: cfg.stats_token.clone(),
+        config_path: Some(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).display().to_string()),
+        ..Default::default()
+    };
     let shared = Shared::new(cfg, overrides);
     let shutdown = CancellationToken::new();
+    if let Some(addr) = stats_listen {
+        // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
+        match mtproxy_core::observe::bind(addr) {
+            Ok(l) => {
+                tracing::info!(%addr, "statistics listener (/stats, /stats.json, /metrics, /health)");
+                tokio::spawn(mtproxy_core::observe::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),
+        }
+    }
     tokio::spawn(watch_config(path, shared.clone()));
     tokio::spawn(wait_for_stop(shutdown.clone()));
     mtproxy_core::serve(listeners, shared, shutdown, drain).await;
@@ -166,7 +182,7 @@ async fn watch_config(path: PathBuf, shared: Arc<Shared>) {
                 tracing::info!(users, "configuration reloaded");
             }
             Err(e) => {
-                shared.stats.reloads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.stats.reload_failed(&e.to_string());
                 tracing::error!("configuration not reloaded, the previous one stays in force: {e}");
             }
         }

@@ -1,0 +1,207 @@
+//! `vless-mtproxy status [--json]`: is the proxy running, under what (systemd unit
+//! `vless-mtproxy`, container `vless_mtproxy` in Docker or Podman, or a plain process), and the
+//! essentials from its statistics listener. The JSON form is a stable interface (docs/stats.md,
+//! "status JSON") that host scripts embed. Exit code: 0 running, 3 not running (as LSB status).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{endpoint, fetch_report, human_duration, load_config, EndpointArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Print JSON (fields in docs/stats.md).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+pub const UNIT: &str = "vless-mtproxy";
+pub const CONTAINER: &str = "vless_mtproxy";
+const CMD_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Serialize)]
+pub struct Service {
+    pub running: bool,
+    /// "systemd", "container", "process", "unknown" (stats answer, manager not found), "none".
+    pub manager: String,
+    pub detail: String,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastReloadOut {
+    pub at: u64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub service: Service,
+    /// Version of this CLI.
+    pub version: String,
+    /// Version the running proxy reports (null when it cannot be reached).
+    pub proxy_version: Option<String>,
+    pub config_path: String,
+    pub config_valid: bool,
+    pub config_error: Option<String>,
+    /// Addresses the running proxy accepts on (from the proxy), else from the configuration.
+    pub listen: Vec<String>,
+    /// The port put in links.
+    pub port: Option<u16>,
+    pub users_enabled: Option<usize>,
+    pub users_disabled: Option<usize>,
+    pub active_connections: Option<u64>,
+    pub uptime_seconds: Option<u64>,
+    /// "direct" or "middle-proxy".
+    pub mode: Option<String>,
+    pub last_reload: Option<LastReloadOut>,
+    pub stats_endpoint: String,
+    pub stats_reachable: bool,
+    pub stats_error: Option<String>,
+}
+
+/// Run a command with a deadline; stdout when it ran (whatever its exit code), None otherwise.
+pub async fn command_output(program: &str, args: &[&str]) -> Option<(bool, String)> {
+    let mut c = tokio::process::Command::new(program);
+    c.args(args).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(CMD_TIMEOUT, c.output()).await.ok()?.ok()?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success(), text))
+}
+
+async fn systemd() -> Option<Service> {
+    let (_, state) = command_output("systemctl", &["is-active", UNIT]).await?;
+    let state = state.lines().next().unwrap_or("").trim().to_string();
+    if state != "active" && state != "activating" && state != "reloading" {
+        return None;
+    }
+    let pid = command_output("systemctl", &["show", "-p", "MainPID", "--value", UNIT])
+        .await
+        .and_then(|(_, t)| t.trim().parse::<u32>().ok())
+        .filter(|p| *p != 0);
+    Some(Service { running: true, manager: "systemd".into(), detail: format!("unit {UNIT}.service is {state}"), pid })
+}
+
+async fn container() -> Option<Service> {
+    for engine in ["docker", "podman"] {
+        let filter = format!("name=^{CONTAINER}$");
+        let Some((true, out)) = command_output(engine, &["ps", "--filter", &filter, "--format", "{{.Status}}"]).await else {
+            continue;
+        };
+        let st = out.lines().next().unwrap_or("").trim().to_string();
+        if st.starts_with("Up") {
+            return Some(Service { running: true, manager: "container".into(), detail: format!("{engine} container {CONTAINER}: {st}"), pid: None });
+        }
+    }
+    None
+}
+
+/// A `vless-mtproxy serve` process found in /proc (not this one).
+pub fn process() -> Option<Service> {
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let Some(argv0) = args.first() else { continue };
+        let base = argv0.rsplit('/').next().unwrap_or(argv0);
+        if base == "vless-mtproxy" && args.iter().skip(1).any(|a| a == "serve") {
+            return Some(Service { running: true, manager: "process".into(), detail: format!("process {pid}: {}", args.join(" ")), pid: Some(pid) });
+        }
+    }
+    None
+}
+
+pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = load_config(config);
+    let ep = endpoint(cfg.as_ref().ok(), &args.endpoint);
+    let report = match &ep {
+        Ok(ep) => fetch_report(ep, Duration::from_secs(3)).await.map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let mut service = match systemd().await {
+        Some(s) => s,
+        None => match container().await {
+            Some(s) => s,
+            None => process().unwrap_or(Service { running: false, manager: "none".into(), detail: "no systemd unit, container or process found".into(), pid: None }),
+        },
+    };
+    if let Ok(r) = &report {
+        if !service.running {
+            service = Service { running: true, manager: "unknown".into(), detail: "the statistics listener answers".into(), pid: Some(r.pid) };
+        } else if service.pid.is_none() && service.manager != "container" {
+            service.pid = Some(r.pid);
+        }
+    }
+    let c = cfg.as_ref().ok();
+    let r = report.as_ref().ok();
+    let st = Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        proxy_version: r.map(|r| r.version.clone()),
+        config_path: config.display().to_string(),
+        config_valid: cfg.is_ok(),
+        config_error: cfg.as_ref().err().cloned(),
+        listen: match r {
+            Some(r) => r.listen.clone(),
+            None => c.map(|c| c.listen.iter().map(|a| a.to_string()).collect()).unwrap_or_default(),
+        },
+        port: c.map(|c| c.link_port()),
+        users_enabled: r.map(|r| r.config.users_enabled).or_else(|| c.map(|c| c.users.iter().filter(|u| u.enabled).count())),
+        users_disabled: r.map(|r| r.config.users_disabled).or_else(|| c.map(|c| c.users.iter().filter(|u| !u.enabled).count())),
+        active_connections: r.map(|r| r.connections.active),
+        uptime_seconds: r.map(|r| r.uptime_seconds),
+        mode: r.map(|r| r.mode.clone()).or_else(|| c.map(|c| if c.ad_tag.is_some() { "middle-proxy" } else { "direct" }.to_string())),
+        last_reload: r.and_then(|r| r.reloads.last.as_ref()).map(|l| LastReloadOut { at: l.at, ok: l.ok, error: l.error.clone() }),
+        stats_endpoint: ep.as_ref().map(|e| e.addr.to_string()).unwrap_or_else(|_| "-".into()),
+        stats_reachable: r.is_some(),
+        stats_error: report.as_ref().err().cloned(),
+        service,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print!("{}", render(&st));
+    }
+    Ok(if st.service.running { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<13}{v}\n"));
+    line("service", format!("{} ({}){}", if s.service.running { "running" } else { "NOT running" }, s.service.detail, s.service.pid.map(|p| format!(", pid {p}")).unwrap_or_default()));
+    line("version", match &s.proxy_version {
+        Some(v) if *v != s.version => format!("{v} (this CLI: {})", s.version),
+        Some(v) => v.clone(),
+        None => format!("{} (CLI; the proxy did not answer)", s.version),
+    });
+    line("config", match &s.config_error {
+        None => format!("{} (valid)", s.config_path),
+        Some(e) => format!("{} INVALID: {}", s.config_path, e.lines().next().unwrap_or("")),
+    });
+    line("listen", if s.listen.is_empty() { "-".into() } else { s.listen.join(", ") });
+    line("link port", s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()));
+    line("users", match (s.users_enabled, s.users_disabled) {
+        (Some(e), Some(d)) => format!("{e} enabled, {d} disabled"),
+        _ => "-".into(),
+    });
+    line("mode", s.mode.clone().unwrap_or_else(|| "-".into()));
+    line("connections", s.active_connections.map(|n| format!("{n} active")).unwrap_or_else(|| "-".into()));
+    line("uptime", s.uptime_seconds.map(human_duration).unwrap_or_else(|| "-".into()));
+    line("last reload", match &s.last_reload {
+        None => "none since start".into(),
+        Some(l) if l.ok => format!("ok ({} ago)", human_duration(mtproxy_core::stats::unix_now().saturating_sub(l.at))),
+        Some(l) => format!("REFUSED ({} ago): {}", human_duration(mtproxy_core::stats::unix_now().saturating_sub(l.at)), l.error.as_deref().unwrap_or("").lines().next().unwrap_or("")),
+    });
+    line("statistics", if s.stats_reachable { format!("http://{}/stats", s.stats_endpoint) } else { format!("unreachable: {}", s.stats_error.as_deref().unwrap_or("")) });
+    o
+}
