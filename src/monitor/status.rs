@@ -103,23 +103,43 @@ async fn container() -> Option<Service> {
     None
 }
 
-/// A `vless-mtproxy serve` process found in /proc (not this one).
-pub fn process() -> Option<Service> {
+fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+}
+
+fn is_serve(args: &[String]) -> bool {
+    let Some(argv0) = args.first() else { return false };
+    argv0.rsplit('/').next() == Some("vless-mtproxy") && args.iter().skip(1).any(|a| a == "serve")
+}
+
+fn process_service(pid: u32, args: &[String]) -> Service {
+    Service { running: true, manager: "process".into(), detail: format!("process {pid}: {}", args.join(" ")), pid: Some(pid) }
+}
+
+/// A `vless-mtproxy serve` process found in /proc (not this one): `pid` when given (the one
+/// the statistics listener named), else one started with `config`, else any.
+pub fn process(pid: Option<u32>, config: &Path) -> Option<Service> {
+    if let Some(p) = pid {
+        if let Some(args) = cmdline(p).filter(|a| is_serve(a)) {
+            return Some(process_service(p, &args));
+        }
+    }
     let me = std::process::id();
+    let wanted = [config.display().to_string(), std::fs::canonicalize(config).map(|c| c.display().to_string()).unwrap_or_default()];
+    let mut any = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         if pid == me {
             continue;
         }
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let Some(argv0) = args.first() else { continue };
-        let base = argv0.rsplit('/').next().unwrap_or(argv0);
-        if base == "vless-mtproxy" && args.iter().skip(1).any(|a| a == "serve") {
-            return Some(Service { running: true, manager: "process".into(), detail: format!("process {pid}: {}", args.join(" ")), pid: Some(pid) });
+        let Some(args) = cmdline(pid).filter(|a| is_serve(a)) else { continue };
+        if args.iter().any(|a| wanted.iter().any(|w| !w.is_empty() && a == w)) {
+            return Some(process_service(pid, &args));
         }
+        any.get_or_insert_with(|| process_service(pid, &args));
     }
-    None
+    any
 }
 
 pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -133,7 +153,8 @@ pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process
         Some(s) => s,
         None => match container().await {
             Some(s) => s,
-            None => process().unwrap_or(Service { running: false, manager: "none".into(), detail: "no systemd unit, container or process found".into(), pid: None }),
+            None => process(report.as_ref().ok().map(|r| r.pid), config)
+                .unwrap_or(Service { running: false, manager: "none".into(), detail: "no systemd unit, container or process found".into(), pid: None }),
         },
     };
     if let Ok(r) = &report {
