@@ -85,6 +85,50 @@ pub fn endpoint(cfg: Option<&Config>, args: &EndpointArgs) -> anyhow::Result<End
     }
 }
 
+/// `[stats] listen` and `token` read line by line from a file that does not validate, so the
+/// commands still find the running proxy (which keeps its previous configuration) after a bad
+/// edit. Returns (listen, token) as written.
+pub fn stats_lines(path: &Path) -> (Option<String>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(path) else { return (None, None) };
+    let mut section = String::new();
+    let (mut listen, mut token) = (None, None);
+    for line in text.lines() {
+        let l = line.split('#').next().unwrap_or("").trim();
+        if l.starts_with('[') {
+            section = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        if section != "stats" {
+            continue;
+        }
+        if let Some((k, v)) = l.split_once('=') {
+            let v = v.trim().trim_matches('"').to_string();
+            match k.trim() {
+                "listen" => listen = Some(v),
+                "token" => token = Some(v),
+                _ => {}
+            }
+        }
+    }
+    (listen, token)
+}
+
+/// The endpoint when the configuration does not load: what its `[stats]` lines say, else the
+/// default.
+pub fn fallback_endpoint(path: &Path, args: &EndpointArgs) -> anyhow::Result<Endpoint> {
+    let (listen, token) = stats_lines(path);
+    let token = args.stats_token.clone().or(token);
+    if let Some(a) = args.stats_addr {
+        return Ok(Endpoint { addr: a, token });
+    }
+    let addr = match listen.as_deref() {
+        Some("off") | Some("") => bail!("the statistics listener is off; pass --stats-addr"),
+        Some(l) => l.parse().map(connectable).unwrap_or_else(|_| "127.0.0.1:8888".parse().unwrap()),
+        None => "127.0.0.1:8888".parse().unwrap(),
+    };
+    Ok(Endpoint { addr, token })
+}
+
 /// Load the configuration if it can be; the error text when not.
 pub fn load_config(path: &Path) -> Result<Config, String> {
     config::load(path).map_err(|e| e.to_string())
@@ -150,5 +194,16 @@ mod tests {
         assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0), "3.0 MiB");
         assert_eq!(connectable("0.0.0.0:8888".parse().unwrap()), "127.0.0.1:8888".parse().unwrap());
         assert_eq!(connectable("[::]:8888".parse().unwrap()), "[::1]:8888".parse().unwrap());
+    }
+
+    #[test]
+    fn stats_lines_of_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[server]\nlisten = [\"0.0.0.0:1\"]\n[stats]\nlisten = \"0.0.0.0:9999\" # comment\ntoken = \"abc\"\n[bogus\n").unwrap();
+        assert_eq!(stats_lines(&p), (Some("0.0.0.0:9999".into()), Some("abc".into())));
+        let none = EndpointArgs { stats_addr: None, stats_token: None };
+        let ep = fallback_endpoint(&p, &none).unwrap();
+        assert_eq!((ep.addr, ep.token.as_deref()), ("127.0.0.1:9999".parse().unwrap(), Some("abc")));
     }
 }

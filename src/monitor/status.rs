@@ -117,34 +117,59 @@ fn process_service(pid: u32, args: &[String]) -> Service {
     Service { running: true, manager: "process".into(), detail: format!("process {pid}: {}", args.join(" ")), pid: Some(pid) }
 }
 
-/// A `vless-mtproxy serve` process found in /proc (not this one): `pid` when given (the one
-/// the statistics listener named), else one started with `config`, else any.
-pub fn process(pid: Option<u32>, config: &Path) -> Option<Service> {
+/// The configuration file a `serve` process uses, as an absolute path: its `--config`/`-c`
+/// argument, else its `VLESS_MTPROXY_CONFIG`, else the default name, relative to its cwd.
+fn config_of(pid: u32, args: &[String]) -> Option<std::path::PathBuf> {
+    let mut named = None;
+    for (i, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--config=") {
+            named = Some(v.to_string());
+        } else if a == "--config" || a == "-c" {
+            named = args.get(i + 1).cloned();
+        }
+    }
+    let named = named.or_else(|| {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(b"VLESS_MTPROXY_CONFIG=").map(|v| String::from_utf8_lossy(v).into_owned()))
+    });
+    let path = std::path::PathBuf::from(named.unwrap_or_else(|| crate::DEFAULT_CONFIG.to_string()));
+    let abs = if path.is_absolute() { path } else { std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?.join(path) };
+    Some(std::fs::canonicalize(&abs).unwrap_or(abs))
+}
+
+/// The `vless-mtproxy serve` process of this configuration (not this process): `pid` when
+/// given (the one the statistics listener named), else one whose configuration file is
+/// `config`. Other serve processes are listed in `others`.
+pub fn process(pid: Option<u32>, config: &Path, others: &mut Vec<u32>) -> Option<Service> {
     if let Some(p) = pid {
         if let Some(args) = cmdline(p).filter(|a| is_serve(a)) {
             return Some(process_service(p, &args));
         }
     }
     let me = std::process::id();
-    let wanted = [config.display().to_string(), std::fs::canonicalize(config).map(|c| c.display().to_string()).unwrap_or_default()];
-    let mut any = None;
+    let ours = std::fs::canonicalize(config).ok()?;
+    let mut found = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         if pid == me {
             continue;
         }
         let Some(args) = cmdline(pid).filter(|a| is_serve(a)) else { continue };
-        if args.iter().any(|a| wanted.iter().any(|w| !w.is_empty() && a == w)) {
-            return Some(process_service(pid, &args));
+        if found.is_none() && config_of(pid, &args).as_deref() == Some(ours.as_path()) {
+            found = Some(process_service(pid, &args));
+        } else {
+            others.push(pid);
         }
-        any.get_or_insert_with(|| process_service(pid, &args));
     }
-    any
+    found
 }
 
 pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
     let cfg = load_config(config);
-    let ep = endpoint(cfg.as_ref().ok(), &args.endpoint);
+    let ep = match &cfg {
+        Ok(c) => endpoint(Some(c), &args.endpoint),
+        Err(_) => super::fallback_endpoint(config, &args.endpoint),
+    };
     let report = match &ep {
         Ok(ep) => fetch_report(ep, Duration::from_secs(3)).await.map_err(|e| format!("{e:#}")),
         Err(e) => Err(format!("{e:#}")),
@@ -153,8 +178,16 @@ pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process
         Some(s) => s,
         None => match container().await {
             Some(s) => s,
-            None => process(report.as_ref().ok().map(|r| r.pid), config)
-                .unwrap_or(Service { running: false, manager: "none".into(), detail: "no systemd unit, container or process found".into(), pid: None }),
+            None => {
+                let mut others = Vec::new();
+                process(report.as_ref().ok().map(|r| r.pid), config, &mut others).unwrap_or_else(|| {
+                    let mut detail = format!("no systemd unit {UNIT}, container {CONTAINER} or process serving {}", config.display());
+                    if !others.is_empty() {
+                        detail.push_str(&format!(" (other vless-mtproxy serve processes: {others:?})"));
+                    }
+                    Service { running: false, manager: "none".into(), detail, pid: None }
+                })
+            }
         },
     };
     if let Ok(r) = &report {

@@ -39,8 +39,10 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn run(config: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(config).ok();
-    let ep = endpoint(cfg.as_ref(), &args.endpoint)?;
+    let ep = match load_config(config) {
+        Ok(c) => endpoint(Some(&c), &args.endpoint)?,
+        Err(_) => super::fallback_endpoint(config, &args.endpoint)?,
+    };
     if args.json {
         let r = fetch_report(&ep, TIMEOUT).await?;
         println!("{}", serde_json::to_string_pretty(&r)?);

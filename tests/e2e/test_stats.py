@@ -247,8 +247,11 @@ def test_two_users_counters_match_real_client_traffic(stats_proxy, fakedc, tls_c
         total_up = sum(v[0] for v in per_user.values())
         total_down = sum(v[1] for v in per_user.values())
         assert rep["bytes"]["from_clients"] == total_up and rep["bytes"]["to_clients"] == total_down
-        assert rep["connections"]["total"] == sum(v[2] for v in per_user.values())
-        assert rep["handshakes"]["ok"] == rep["connections"]["total"]
+        # TDLib sometimes drops a connection in the middle of its handshake (a failed handshake,
+        # counted by reason, attributed to nobody).
+        failed = sum(rep["handshakes"]["failed"].values())
+        assert rep["handshakes"]["ok"] == sum(v[2] for v in per_user.values())
+        assert rep["connections"]["total"] == rep["handshakes"]["ok"] + failed
 
         # /stats carries the same numbers in key<TAB>value lines.
         st, text = px.get("/stats")
