@@ -164,7 +164,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(v) => Some(BearerToken::new(v.get_ref()).map_err(|m| ctx.at(v, format!("`stats.token`: {m}"), "generate one with `head -c 24 /dev/urandom | base64`"))?),
     };
     if let Some(addr) = stats_listen {
-        if !addr.ip().is_loopback() && !(stats_allow_remote && stats_token.is_some()) {
+        if !(addr.ip().is_loopback() || (stats_allow_remote && stats_token.is_some())) {
             let v = raw.stats.listen.as_ref().unwrap();
             return Err(ctx.at(
                 v,
