@@ -308,3 +308,25 @@ async fn bad_requests_get_errors_not_hangs() {
     let r = report(&e).await;
     assert!(r.stats_http.bad_requests >= 5, "{:?}", r.stats_http);
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let limits = Limits { max_connections: 4, header_timeout: Duration::from_secs(1), max_header_bytes: 16 * 1024, max_lifetime: Duration::from_millis(1500) };
+    let e = start(false, limits).await;
+    let mut s = TcpStream::connect(e.stats).await.unwrap();
+    let t0 = Instant::now();
+    // Two requests on one keep-alive connection, then silence: closed (header timeout for the
+    // next request, or the lifetime cap, whichever comes first).
+    for _ in 0..2 {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("answer").unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed in time").unwrap();
+    let took = t0.elapsed();
+    assert!(rest.is_empty());
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "{took:?}");
+}

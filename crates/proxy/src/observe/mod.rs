@@ -126,7 +126,11 @@ pub async fn serve_stats(listener: TcpListener, shared: Arc<Shared>, opts: Optio
                         tracing::debug!(error = %e, "stats listener: connection ended with an error");
                     }
                 }
-                _ = &mut deadline => {}
+                _ = &mut deadline => {
+                    // Finish the request in progress (if any), then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.header_timeout, conn.as_mut()).await;
+                }
                 _ = shutdown.cancelled() => {}
             }
         });
