@@ -575,7 +575,7 @@ fn finish(checks: Vec<Check>, json: bool) -> anyhow::Result<ExitCode> {
             };
             println!("{tag}  {:<width$}  {}", c.name, c.detail);
             if let Some(a) = &c.advice {
-                if c.status != Level::Ok {
+                if matches!(c.status, Level::Warn | Level::Fail) {
                     println!("      {:<width$}  -> {a}", "");
                 }
             }
