@@ -275,13 +275,13 @@ def test_metrics_parse_and_equal_stats_json(stats_proxy, fakedc):
 
     a, b = User("alice", "dd"), User("bob", "classic")
     off = User("off", "dd", enabled=False)
-    px = stats_proxy([a, b, off], fakedc.port, extra='[timeouts]\nhandshake = "2s"\n')
+    px = stats_proxy([a, b, off], fakedc.port, extra='[timeouts]\nhandshake = "6s"\n')
     res = telethon_many([dict(host="127.0.0.1", port=px.port, secret=a.client_secret, codec="randomized"),
                          dict(host="127.0.0.1", port=px.port, secret=b.client_secret, codec="intermediate"),
                          dict(host="127.0.0.1", port=px.port, secret=b.client_secret, codec="abridged"),
                          dict(host="127.0.0.1", port=px.port, secret="dd" + "00" * 16, codec="randomized",
                               timeout=4)])
-    assert [r.ok for r in res] == [True, True, True, False]
+    assert [r.ok for r in res] == [True, True, True, False], [r.error for r in res]
     assert wait_until(lambda: px.report()["connections"]["active"] == 0, 15, 0.1)
     time.sleep(0.3)
 

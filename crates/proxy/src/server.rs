@@ -79,6 +79,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Accept on every listener until `shutdown`, then drain for at most `drain`.
 pub async fn serve(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: CancellationToken, drain: Duration) {
     let tracker = tokio_util::task::TaskTracker::new();
+    tokio::spawn(crate::stats::run_coarse_clock(shutdown.clone()));
     for listener in listeners {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
