@@ -7,6 +7,7 @@ mod hostsec;
 mod cli;
 mod links;
 mod qr;
+mod monitor;
 mod serve;
 mod store;
 
@@ -36,6 +37,8 @@ enum Command {
     Host(hostsec::HostCommand),
     #[command(flatten)]
     Ops(cli::Ops),
+    #[command(flatten)]
+    Monitor(monitor::MonitorCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
         Command::Host(cmd) => hostsec::run(&cli.config, cmd),
         Command::Ops(op) => cli::run(&cli.config, op),
+        Command::Monitor(cmd) => monitor::run(&cli.config, cmd),
     };
     match result {
         Ok(code) => code,

@@ -213,12 +213,28 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" }, "proxy started");
     let usage_path = cfg.usage_path(&path);
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let stats_listen = cfg.stats_listen;
+    let stats_opts = mtproxy_core::observe::Options {
+        token: cfg.stats_token.clone(),
+        config_path: Some(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).display().to_string()),
+        ..Default::default()
+    };
     let shared = Shared::new(cfg, overrides);
     if let Ok(text) = std::fs::read_to_string(&usage_path) {
         let saved = mtproxy_core::limits::parse_usage(&text);
         shared.limits.restore_usage(&users_with_stats(&shared), &saved, std::time::SystemTime::now());
     }
     let shutdown = CancellationToken::new();
+    if let Some(addr) = stats_listen {
+        // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
+        match mtproxy_core::observe::bind(addr) {
+            Ok(l) => {
+                tracing::info!(%addr, "statistics listener (/stats, /stats.json, /metrics, /health)");
+                tokio::spawn(mtproxy_core::observe::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),
+        }
+    }
     // The middle-proxy configuration is fetched only while an ad tag is set.
     let s2 = shared.clone();
     let settings = move || {
@@ -299,7 +315,7 @@ async fn watch_config(path: PathBuf, shared: Arc<Shared>, control: UnboundedSend
                 tracing::info!(users, "configuration reloaded");
             }
             Err(e) => {
-                shared.stats.reloads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.stats.reload_failed(&e.to_string());
                 tracing::error!("configuration not reloaded, the previous one stays in force: {e}");
             }
         }

@@ -7,6 +7,8 @@
 //! PROXY protocol header from a trusted front before the handshake.
 //! `upstream` + `relay` on success (or `middle`, the middle-proxy path, when an ad tag is set); `events` and `stats` are what observers see. `snapshot`
 //! is the immutable configuration view that live reloads swap.
+//! is the immutable configuration view that live reloads swap. `observe` is the statistics
+//! listener that reads `stats`.
 
 pub mod config;
 pub mod dc;
@@ -16,6 +18,7 @@ pub mod handshake;
 pub mod proxy_header;
 pub mod limits;
 pub mod middle;
+pub mod observe;
 pub mod relay;
 pub mod replay;
 pub mod server;

@@ -187,6 +187,8 @@ impl Limits {
     pub fn enforce(&self, users: &[(User, Arc<UserStats>)], now: SystemTime) -> Vec<(String, Refusal)> {
         let mut cut = Vec::new();
         for (u, s) in users {
+            // Published for the statistics (`quota_used_bytes`), whether or not a quota is set.
+            s.quota_used_bytes.store(self.used(u, s, now), Relaxed);
             let Some(state) = self.users.lock().unwrap().get(&u.name).cloned() else { continue };
             if state.open.lock().unwrap().total == 0 {
                 continue;

@@ -26,7 +26,7 @@ use crate::middle::{self, Middle};
 use crate::relay::{pump, Activity, ClientToDc, DcToClient};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
-use crate::stats::{ActiveGuard, ByteCounter, Stats};
+use crate::stats::{ActiveGuard, ByteCounter, IpGuard, Stats};
 use crate::upstream;
 
 /// State shared by every connection.
@@ -67,7 +67,7 @@ impl Shared {
         let prev = self.snapshot.load_full();
         let next = Snapshot::build(config, Some(&prev), &self.stats, &self.cli_overrides);
         self.snapshot.store(Arc::new(next));
-        self.stats.reloads_ok.fetch_add(1, Relaxed);
+        self.stats.reload_succeeded();
     }
 }
 
@@ -108,11 +108,16 @@ pub async fn serve_with_control(
     mut control: Option<tokio::sync::mpsc::UnboundedReceiver<ListenerCommand>>,
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
+    tokio::spawn(crate::stats::run_coarse_clock(shutdown.clone()));
     let spawn_accept = |listener: TcpListener| -> (Option<SocketAddr>, CancellationToken) {
         let stop = shutdown.child_token();
         let addr = listener.local_addr().ok();
         let (shared, stop2, t2) = (shared.clone(), stop.clone(), tracker.clone());
         tracker.spawn(async move {
+            let local = listener.local_addr().ok();
+            if let Some(a) = local {
+                shared.stats.listener_started(a);
+            }
             loop {
                 let accepted = tokio::select! {
                     _ = stop2.cancelled() => break,
@@ -129,6 +134,9 @@ pub async fn serve_with_control(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
+            }
+            if let Some(a) = local {
+                shared.stats.listener_stopped(a);
             }
         });
         (addr, stop)
@@ -218,6 +226,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         Err(reason) => return crate::limits::log_refusal(peer, &entry.user.name, reason),
     };
     let _active = ActiveGuard::new(entry.stats.clone(), stats.clone());
+    let _ip = IpGuard::new(entry.stats.clone(), peer.ip());
     let _ = stream.set_nodelay(true);
     let cfg = &snap.config;
     // Mode per connection, from the snapshot it started with: ad tag -> middle-end, else direct.
@@ -225,10 +234,14 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         let ctx = middle::session::Context { snap: &snap, middle: &shared.middle, stats: &stats, close_all: &shared.close_all, limit_cut: &lease.cut, ad_tag };
         return middle::session::run(stream, peer, auth, ctx).await;
     }
+    let connect_started = std::time::Instant::now();
     let leg = match upstream::connect(auth.dc, auth.tag, &auth.to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect).await {
-        Ok(leg) => leg,
+        Ok(leg) => {
+            stats.upstream_connected(auth.dc, connect_started.elapsed());
+            leg
+        }
         Err(e) => {
-            stats.upstream_connect_failures.fetch_add(1, Relaxed);
+            stats.upstream_failed(auth.dc);
             tracing::warn!(client = %ClientAddr(peer), user = %entry.user.name, error = %e, "upstream connect failed");
             return;
         }

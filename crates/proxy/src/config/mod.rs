@@ -212,6 +212,32 @@ pub struct MiddleSettings {
     pub connections_per_dc: usize,
 }
 
+/// The bearer token the stats listener requires (`[stats] token`). Never printed: `Debug`
+/// shows it redacted, and errors never quote it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Accepts 16-256 visible ASCII characters (no spaces), as an HTTP header value can carry.
+    pub fn new(token: &str) -> Result<Self, String> {
+        let t = token.trim();
+        if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the stats token must be 16 to 256 visible ASCII characters without spaces".to_string());
+        }
+        Ok(BearerToken(t.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -232,6 +258,10 @@ pub struct Config {
     pub limits: Limits,
     pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
     pub stats_listen: Option<SocketAddr>,
+    /// `[stats] allow_remote`: the stats listener may bind a non-loopback address (needs a token).
+    pub stats_allow_remote: bool,
+    /// `[stats] token`: when set, every stats endpoint but `/health` wants `Authorization: Bearer`.
+    pub stats_token: Option<BearerToken>,
     pub ad_tag: Option<[u8; 16]>,
     pub middle: MiddleSettings,
     pub users: Vec<User>,

@@ -107,6 +107,8 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawStats {
     pub listen: S<String>,
+    pub allow_remote: S<bool>,
+    pub token: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -189,6 +189,26 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(v) if v.get_ref().trim().is_empty() || v.get_ref() == "off" => None,
         Some(v) => Some(v.get_ref().parse::<SocketAddr>().map_err(|_| ctx.at(v, format!("`stats.listen`: `{}` is not an address with a port", v.get_ref()), "write e.g. \"127.0.0.1:8888\", or \"off\""))?),
     };
+    let stats_allow_remote = raw.stats.allow_remote.as_ref().map(|v| *v.get_ref()).unwrap_or(false);
+    let stats_token = match &raw.stats.token {
+        None => None,
+        Some(v) => Some(BearerToken::new(v.get_ref()).map_err(|m| ctx.at(v, format!("`stats.token`: {m}"), "generate one with `head -c 24 /dev/urandom | base64`"))?),
+    };
+    if let Some(addr) = stats_listen {
+        if !(addr.ip().is_loopback() || (stats_allow_remote && stats_token.is_some())) {
+            let v = raw.stats.listen.as_ref().unwrap();
+            return Err(ctx.at(
+                v,
+                format!("`stats.listen` = \"{addr}\" is not a loopback address; the statistics would be open to the network"),
+                "keep \"127.0.0.1:8888\", or set both `allow_remote = true` and `token = \"...\"` in [stats]",
+            ));
+        }
+    }
+    if let (Some(v), None) = (&raw.stats.allow_remote, &stats_token) {
+        if *v.get_ref() {
+            return Err(ctx.at(v, "`stats.allow_remote = true` needs a bearer token", "add token = \"<16+ random characters>\" to [stats]"));
+        }
+    }
 
     let ad_tag = match &raw.promoted_channel.ad_tag {
         None => None,
@@ -247,6 +267,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         limits,
         dc_overrides,
         stats_listen,
+        stats_allow_remote,
+        stats_token,
         ad_tag,
         middle,
         users,
@@ -582,6 +604,25 @@ mod tests {
         assert!(e.starts_with("/etc/test.toml:3: `trusted_proxies`:") && e.contains("10.0.0.0/8"), "{e}");
         let e = parse("[server]\n\ntrusted_proxies = [\"haproxy\"]\n").unwrap_err();
         assert!(e.starts_with("/etc/test.toml:3:") && e.contains("fix: "), "{e}");
+    }
+
+    #[test]
+    fn stats_listener_stays_local_unless_flag_and_token() {
+        let c = parse("").unwrap();
+        assert_eq!(c.stats_listen, Some("127.0.0.1:8888".parse().unwrap()));
+        assert!(!c.stats_allow_remote && c.stats_token.is_none());
+        assert!(parse("[stats]\nlisten = \"[::1]:9000\"\n").is_ok());
+        let e = parse("[stats]\nlisten = \"0.0.0.0:8888\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2: `stats.listen` = \"0.0.0.0:8888\" is not a loopback"), "{e}");
+        let e = parse("[stats]\nlisten = \"0.0.0.0:8888\"\nallow_remote = true\n").unwrap_err();
+        assert!(e.contains("not a loopback"), "{e}");
+        let e = parse("[stats]\nallow_remote = true\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2: `stats.allow_remote = true` needs a bearer token"), "{e}");
+        let e = parse("[stats]\ntoken = \"short-secret\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2: `stats.token`") && !e.contains("short-secret"), "{e}");
+        let c = parse("[stats]\nlisten = \"0.0.0.0:8888\"\nallow_remote = true\ntoken = \"abcdefghijklmnop-123\"\n").unwrap();
+        assert_eq!(c.stats_token.as_ref().unwrap().as_str(), "abcdefghijklmnop-123");
+        assert!(!format!("{c:?}").contains("abcdefghijklmnop"), "Debug must not show the token");
     }
 
     #[test]

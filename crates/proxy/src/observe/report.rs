@@ -1,0 +1,252 @@
+//! One consistent reading of every counter: the model behind `/stats`, `/stats.json` and
+//! `/metrics`, and what the CLI (`stats`, `status`) deserializes from `/stats.json`.
+//!
+//! All three endpoints render the same [`Report`] taken once per request, so within one response
+//! the numbers agree with each other; docs/stats.md documents every field (schema version
+//! [`SCHEMA`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use mtproxy_proto::SecretKind;
+use serde::{Deserialize, Serialize};
+
+use crate::events::FailReason;
+use crate::server::Shared;
+use crate::stats::{unix_now, CONNECT_BUCKETS};
+
+/// Version of the `/stats.json` layout; bumped when a field changes meaning or goes away.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema: u32,
+    pub version: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub start_time: u64,
+    pub current_time: u64,
+    pub uptime_seconds: u64,
+    /// "direct" or "middle-proxy".
+    pub mode: String,
+    pub ad_tag_set: bool,
+    pub workers: usize,
+    /// Addresses accepting clients now.
+    pub listen: Vec<String>,
+    pub config: ConfigInfo,
+    pub reloads: Reloads,
+    pub connections: Connections,
+    pub bytes: Bytes,
+    pub handshakes: Handshakes,
+    pub fronting: FrontingReport,
+    pub upstream: Upstream,
+    pub stats_http: HttpCounters,
+    pub users: Vec<UserReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigInfo {
+    pub path: Option<String>,
+    /// Unix seconds when the configuration in force was loaded.
+    pub loaded_at: u64,
+    pub users_enabled: usize,
+    pub users_disabled: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reloads {
+    pub ok: u64,
+    pub failed: u64,
+    pub last: Option<LastReload>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastReload {
+    pub at: u64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connections {
+    pub active: u64,
+    pub total: u64,
+    pub refused_limit: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bytes {
+    pub from_clients: u64,
+    pub to_clients: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Handshakes {
+    pub ok: u64,
+    /// Failures by reason (every reason listed, zeros included).
+    pub failed: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrontingReport {
+    pub active: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Upstream {
+    pub connect_failures: u64,
+    pub dcs: Vec<DcReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DcReport {
+    /// "1".."5", "203", "10001".."10003", or "other".
+    pub dc: String,
+    pub connects_ok: u64,
+    pub connect_failures: u64,
+    pub latency: Histogram,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Histogram {
+    /// Cumulative counts per upper bound (seconds), as Prometheus has them; `+Inf` is `count`.
+    pub buckets: Vec<Bucket>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bucket {
+    pub le: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HttpCounters {
+    pub connections: u64,
+    pub requests: u64,
+    pub bad_requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserReport {
+    pub name: String,
+    /// False for a user removed from the file since start (its counters are kept).
+    pub configured: bool,
+    pub enabled: bool,
+    /// "classic", "dd", "ee", or "" when not configured.
+    pub kind: String,
+    pub connections_active: u64,
+    pub connections_total: u64,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    pub unique_ips_active: u64,
+    pub unique_ips_seen: u64,
+    pub quota_used_bytes: u64,
+    /// Unix seconds of the last handshake or close; `None`: never.
+    pub last_seen: Option<u64>,
+}
+
+/// Things only the caller knows.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub config_path: Option<String>,
+    pub http: HttpCounters,
+}
+
+fn kind_name(k: &SecretKind) -> &'static str {
+    match k {
+        SecretKind::Classic => "classic",
+        SecretKind::Padded => "dd",
+        SecretKind::FakeTls { .. } => "ee",
+    }
+}
+
+/// Read every counter once.
+pub fn collect(shared: &Shared, ctx: &Context) -> Report {
+    let st = &shared.stats;
+    let snap = shared.snapshot.load_full();
+    let cfg = &snap.config;
+    let now = unix_now();
+    let failed = FailReason::ALL.iter().map(|r| (r.as_str().to_string(), st.handshake_failures[r.index()].load(Relaxed))).collect();
+    let dcs = st
+        .dcs()
+        .into_iter()
+        .map(|(id, d)| {
+            let mut cum = 0;
+            let buckets = CONNECT_BUCKETS
+                .iter()
+                .enumerate()
+                .map(|(i, le)| {
+                    cum += d.latency_buckets[i].load(Relaxed);
+                    Bucket { le: *le, count: cum }
+                })
+                .collect();
+            let count = cum + d.latency_buckets[CONNECT_BUCKETS.len()].load(Relaxed);
+            DcReport {
+                dc: if id == 0 { "other".to_string() } else { id.to_string() },
+                connects_ok: d.connects_ok.load(Relaxed),
+                connect_failures: d.connect_failures.load(Relaxed),
+                latency: Histogram { buckets, count, sum_seconds: d.latency_sum_micros.load(Relaxed) as f64 / 1e6 },
+            }
+        })
+        .collect();
+    let users = st
+        .users()
+        .into_iter()
+        .map(|(name, u)| {
+            let conf = cfg.users.iter().find(|c| c.name == name);
+            let (ips_active, ips_seen) = u.unique_ips();
+            let last = u.last_seen.load(Relaxed);
+            UserReport {
+                configured: conf.is_some(),
+                enabled: conf.is_some_and(|c| c.enabled),
+                kind: conf.map(|c| kind_name(&c.kind)).unwrap_or("").to_string(),
+                connections_active: u.connections_active.load(Relaxed),
+                connections_total: u.connections_total.load(Relaxed),
+                bytes_from_client: u.bytes_from_client.load(Relaxed),
+                bytes_to_client: u.bytes_to_client.load(Relaxed),
+                unique_ips_active: ips_active,
+                unique_ips_seen: ips_seen,
+                quota_used_bytes: u.quota_used_bytes.load(Relaxed),
+                last_seen: (last != 0).then_some(last),
+                name,
+            }
+        })
+        .collect();
+    Report {
+        schema: SCHEMA,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        start_time: st.started_unix,
+        current_time: now,
+        uptime_seconds: st.started.elapsed().as_secs(),
+        mode: if cfg.ad_tag.is_some() { "middle-proxy" } else { "direct" }.to_string(),
+        ad_tag_set: cfg.ad_tag.is_some(),
+        workers: cfg.workers,
+        listen: st.listening().iter().map(|a| a.to_string()).collect(),
+        config: ConfigInfo {
+            path: ctx.config_path.clone(),
+            loaded_at: st.config_loaded_at.load(Relaxed),
+            users_enabled: cfg.users.iter().filter(|u| u.enabled).count(),
+            users_disabled: cfg.users.iter().filter(|u| !u.enabled).count(),
+        },
+        reloads: Reloads {
+            ok: st.reloads_ok.load(Relaxed),
+            failed: st.reloads_failed.load(Relaxed),
+            last: st.last_reload().map(|r| LastReload { at: r.at_unix, ok: r.ok, error: r.error }),
+        },
+        connections: Connections {
+            active: st.connections_active.load(Relaxed),
+            total: st.connections_total.load(Relaxed),
+            refused_limit: st.connections_refused_limit.load(Relaxed),
+        },
+        bytes: Bytes { from_clients: st.bytes_from_client.load(Relaxed), to_clients: st.bytes_to_client.load(Relaxed) },
+        handshakes: Handshakes { ok: st.handshakes_ok.load(Relaxed), failed },
+        fronting: FrontingReport { active: st.fronted_active.load(Relaxed), total: st.fronted_total.load(Relaxed) },
+        upstream: Upstream { connect_failures: st.upstream_connect_failures.load(Relaxed), dcs },
+        stats_http: ctx.http.clone(),
+        users,
+    }
+}
