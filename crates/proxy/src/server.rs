@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use mtproxy_proto::obfs2::INIT_LEN;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -20,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DcKey, HostPort};
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
-use crate::handshake::{handshake, Failure, HandshakeState};
-use crate::relay::{pump, Activity, ClientToDc, DcToClient};
+use crate::handshake::{handshake, Authenticated, Failure, HandshakeState};
+use crate::relay::{pump, Activity, ClientToDc, DcToClient, LazyCtr, Recrypt};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
 use crate::stats::{ActiveGuard, ByteCounter, Stats};
@@ -140,7 +141,9 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let mut st = HandshakeState::default();
     let timeout = snap.config.timeouts.handshake;
     let result = tokio::select! {
-        r = tokio::time::timeout(timeout, handshake(&mut stream, &mut st, &snap, &shared.replay)) => r,
+        // Boxed: the handshake's state is freed when it ends instead of sizing the whole
+        // connection task (idle memory, docs/performance.md).
+        r = tokio::time::timeout(timeout, Box::pin(handshake(&mut stream, &mut st, &snap, &shared.replay))) => r,
         _ = shared.close_all.cancelled() => return,
     };
     let auth = match result {
@@ -154,16 +157,19 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 Failure::Rejected(r) => r,
                 Failure::Io(_) => FailReason::Malformed,
             };
-            return fail(stream, peer, st, reason, &snap, &stats).await;
+            return Box::pin(fail(stream, peer, st, reason, &snap, &stats)).await;
         }
-        Err(_) => return fail(stream, peer, st, FailReason::Timeout, &snap, &stats).await,
+        Err(_) => return Box::pin(fail(stream, peer, st, FailReason::Timeout, &snap, &stats)).await,
     };
-
-    let entry = auth.entry.clone();
+    // Nothing of the handshake is kept for the relay: moved-out locals take no room in the
+    // task, a partly moved one (or a live `st` with its buffer) would.
+    drop(st);
+    let Authenticated { entry, tag, dc, client_decrypt, from_client, to_client, tls, pending } = auth;
+    drop(client_decrypt);
     let _active = ActiveGuard::new(entry.stats.clone(), stats.clone());
     let _ = stream.set_nodelay(true);
     let cfg = &snap.config;
-    let leg = match upstream::connect(auth.dc, auth.tag, &auth.to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect).await {
+    let leg = match Box::pin(upstream::connect(dc, tag, &to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect)).await {
         Ok(leg) => leg,
         Err(e) => {
             stats.upstream_connect_failures.fetch_add(1, Relaxed);
@@ -171,20 +177,28 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             return;
         }
     };
-    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc = auth.dc, transport = auth.tag.name(), tls = auth.tls.is_some(), "relaying");
+    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc, transport = tag.name(), tls = tls.is_some(), "relaying");
 
     let mut dc_stream = leg.stream;
-    let mut c2d = ClientToDc { tls: auth.tls, client_decrypt: auth.client_decrypt, dc_encrypt: leg.encrypt };
-    let mut first = Vec::with_capacity(leg.init.len() + auth.pending.len());
+    // Ciphers as key + position (relay.rs): expanded only while bytes move.
+    let mut pending = pending;
+    let mut to_dc = LazyCtr::new(&leg.to_dc, INIT_LEN as u64);
+    to_dc.apply_once(&mut pending);
+    let from_client = LazyCtr::new(&from_client, (INIT_LEN + pending.len()) as u64);
+    let c2d = ClientToDc { tls, recrypt: Recrypt::new(from_client, to_dc) };
+    let mut first = Vec::with_capacity(INIT_LEN + pending.len());
     first.extend_from_slice(&leg.init);
-    let mut pending = auth.pending;
-    c2d.dc_encrypt.apply(&mut pending);
     first.extend_from_slice(&pending);
+    let pending_len = pending.len();
+    drop(pending);
     if dc_stream.write_all(&first).await.is_err() {
         return;
     }
     drop(first);
-    let d2c = DcToClient { tls: c2d.tls.is_some(), recrypt: leg.decrypt.map(|d| (d, auth.to_client.cipher())) };
+    let d2c = DcToClient {
+        tls: c2d.tls.is_some(),
+        recrypt: leg.from_dc.map(|d| Recrypt::new(LazyCtr::new(&d, 0), LazyCtr::new(&to_client, 0))),
+    };
 
     let (cr, mut cw) = stream.into_split();
     let (dr, mut dw) = dc_stream.into_split();
@@ -192,7 +206,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let user_stats = &entry.stats;
     let mut up = ByteCounter::new(&user_stats.bytes_from_client, &stats.bytes_from_client);
     let mut down = ByteCounter::new(&user_stats.bytes_to_client, &stats.bytes_to_client);
-    up.add(pending.len());
+    up.add(pending_len);
     let outcome = tokio::select! {
         r = async { tokio::try_join!(
             pump(&cr, &mut dw, c2d, &activity, &mut up, None),
