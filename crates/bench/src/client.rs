@@ -23,8 +23,10 @@ pub enum Kind {
     Classic,
     Dd,
     Ee,
-    /// No secret: for the bare relay.
+    /// No secret: for the bare relay (tokio's default 8 KB copy buffers).
     Direct,
+    /// No secret: the bare relay with 64 KB copy buffers, the proxy's read size.
+    Direct64,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             Kind::Dd => "dd",
             Kind::Ee => "ee",
             Kind::Direct => "bare",
+            Kind::Direct64 => "bare64",
         }
     }
 }
@@ -88,7 +91,7 @@ impl Conn {
             tls = Some(RecordReader::new());
         }
         let tag = match kind {
-            Kind::Classic | Kind::Direct => ProtoTag::Intermediate,
+            Kind::Classic | Kind::Direct | Kind::Direct64 => ProtoTag::Intermediate,
             Kind::Dd | Kind::Ee => ProtoTag::PaddedIntermediate,
         };
         let mut random = [0u8; INIT_LEN];
@@ -98,7 +101,7 @@ impl Conn {
                 break;
             }
         }
-        let init = obfs2::initiate(random, tag, 2, if kind == Kind::Direct { None } else { Some(secret) });
+        let init = obfs2::initiate(random, tag, 2, if matches!(kind, Kind::Direct | Kind::Direct64) { None } else { Some(secret) });
         let mut c = Conn { s, enc: init.encrypt, dec: init.decrypt, tls, rbuf: Vec::new(), pending: Vec::new() };
         let mut cmd = cmd.map(|(op, n)| command(op, n));
         let cmd_len = if cmd.is_some() { CMD_LEN } else { 0 };

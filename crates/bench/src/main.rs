@@ -4,7 +4,7 @@
 //! bench [--smoke] [--workers N] [--mib N] [--only aes,stall,throughput,latency,handshake,idle]
 //!       [--proxy-bin PATH] [--no-netns]
 //! bench fake-dc ADDR                     (child process: the fake DC)
-//! bench bare-relay ADDR DC_ADDR WORKERS  (child process: the reference relay)
+//! bench bare-relay ADDR DC_ADDR WORKERS BUF  (child process: the reference relay)
 //! ```
 //! The main command enters a network namespace of its own (loopback MTU 1500), starts the fake
 //! DC, then for each scenario the proxy under test (the release `vless-mtproxy` binary) or the
@@ -53,10 +53,11 @@ fn child(args: &[String]) -> Result<(), String> {
             let addr = parse_addr(args.get(1))?;
             let dc = parse_addr(args.get(2))?;
             let workers: usize = args.get(3).and_then(|w| w.parse().ok()).ok_or("bare-relay needs a worker count")?;
+            let buf: usize = args.get(4).and_then(|w| w.parse().ok()).unwrap_or(8192);
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers.max(1)).enable_all().build().map_err(|e| e.to_string())?;
             rt.block_on(async {
                 let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("bare relay cannot listen on {addr}: {e}"))?;
-                bare::run(l, dc).await;
+                bare::run(l, dc, buf).await;
                 Ok(())
             })
         }
@@ -113,6 +114,17 @@ fn main() -> ExitCode {
         None => {
             let exe = std::env::current_exe().expect("own path");
             let p = exe.with_file_name("vless-mtproxy");
+            // Under `cargo run`, build the proxy too (a no-op when it is up to date).
+            if let Ok(cargo) = std::env::var("CARGO") {
+                let st = std::process::Command::new(cargo)
+                    .args(["build", "--release", "--bin", "vless-mtproxy", "--manifest-path"])
+                    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+                    .status();
+                if !matches!(st, Ok(s) if s.success()) {
+                    eprintln!("bench: building the proxy failed");
+                    return ExitCode::from(2);
+                }
+            }
             if !p.exists() {
                 eprintln!("bench: {} not found; build it first: cargo build --release --bin vless-mtproxy (or pass --proxy-bin)", p.display());
                 return ExitCode::from(2);

@@ -64,7 +64,7 @@ pub fn proxy_config(addr: SocketAddr, workers: usize, kind: Kind, users: &[Secre
          [limits]\nmax_connections = 1000000\n\n[stats]\nlisten = \"off\"\n\n"
     );
     let kind_name = match kind {
-        Kind::Classic | Kind::Direct => "classic",
+        Kind::Classic | Kind::Direct | Kind::Direct64 => "classic",
         Kind::Dd => "dd",
         Kind::Ee => "ee",
     };

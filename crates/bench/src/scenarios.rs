@@ -77,6 +77,15 @@ fn pct(sorted: &[u32], p: f64) -> u32 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
 fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -127,8 +136,9 @@ impl Bench {
         let addr = free_addr()?;
         let list = secrets(users.max(1));
         let secret = *list.last().unwrap();
-        let proc = if kind == Kind::Direct {
-            let args = vec!["bare-relay".to_string(), addr.to_string(), self.dc.to_string(), self.s.workers.to_string()];
+        let proc = if matches!(kind, Kind::Direct | Kind::Direct64) {
+            let buf = if kind == Kind::Direct64 { 65536 } else { 8192 };
+            let args = vec!["bare-relay".to_string(), addr.to_string(), self.dc.to_string(), self.s.workers.to_string(), buf.to_string()];
             procs::start_self(&args, addr, "the bare relay").map_err(|e| e.to_string())?
         } else {
             procs::start_proxy(&self.s.proxy_bin, &self.s.dir, addr, self.dc, self.s.workers, kind, &list).map_err(|e| e.to_string())?
@@ -203,42 +213,59 @@ impl Bench {
 
     /// Ping-pong of `size`-byte messages on `conns` connections at once.
     pub async fn latency(&mut self, t: &Target, size: usize, conns: usize) -> Res<()> {
-        let rounds = if self.s.smoke { 5 } else { 300 };
+        let rounds = if self.s.smoke { 5 } else { 100 };
+        let reps = self.reps();
         let mut cs = open_many(t, conns, 64, Some((b'E', 0))).await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let cpu0 = t.cpu();
+        let mut all = Vec::with_capacity(rounds * conns * reps);
+        let mut per_rep = Vec::new();
         let t0 = Instant::now();
-        let mut set = JoinSet::new();
-        for mut c in cs.drain(..) {
-            set.spawn_local(async move {
-                let mut msg = vec![0u8; size];
-                let mut back = vec![0u8; size];
-                let mut lat = Vec::with_capacity(rounds);
-                for _ in 0..rounds {
-                    rand::thread_rng().fill_bytes(&mut msg);
-                    let s = Instant::now();
-                    c.send(&msg).await?;
-                    c.recv_exact(&mut back).await?;
-                    lat.push(s.elapsed().as_micros() as u32);
-                    if back != msg {
-                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "echo differs"));
+        for _ in 0..reps {
+            let cpu0 = t.cpu();
+            let mut set = JoinSet::new();
+            for mut c in cs.drain(..) {
+                set.spawn_local(async move {
+                    let mut msg = vec![0u8; size];
+                    let mut back = vec![0u8; size];
+                    let mut lat = Vec::with_capacity(rounds);
+                    for _ in 0..rounds {
+                        rand::thread_rng().fill_bytes(&mut msg);
+                        let s = Instant::now();
+                        c.send(&msg).await?;
+                        c.recv_exact(&mut back).await?;
+                        lat.push(s.elapsed().as_micros() as u32);
+                        if back != msg {
+                            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "echo differs"));
+                        }
                     }
-                }
-                Ok::<_, std::io::Error>(lat)
-            });
-        }
-        let mut all = Vec::with_capacity(rounds * conns);
-        while let Some(r) = tokio::time::timeout(Duration::from_secs(300), set.join_next()).await.map_err(|_| "latency: timed out".to_string())? {
-            all.extend(r.map_err(|e| e.to_string())?.map_err(|e| format!("latency: {e}"))?);
+                    Ok::<_, std::io::Error>((c, lat))
+                });
+            }
+            while let Some(r) = tokio::time::timeout(Duration::from_secs(300), set.join_next()).await.map_err(|_| "latency: timed out".to_string())? {
+                let (c, lat) = r.map_err(|e| e.to_string())?.map_err(|e| format!("latency: {e}"))?;
+                cs.push(c);
+                all.extend(lat);
+            }
+            per_rep.push((t.cpu() - cpu0) * 1e6 / (rounds * conns) as f64);
         }
         let secs = t0.elapsed().as_secs_f64();
-        let cpu = t.cpu() - cpu0;
         all.sort_unstable();
         let msgs = all.len();
         self.emit(json!({"scenario": "latency", "target": t.kind.name(), "size": size, "conns": conns,
             "round_trips": msgs, "secs": r3(secs), "p50_us": pct(&all, 0.5), "p99_us": pct(&all, 0.99),
-            "p999_us": pct(&all, 0.999), "cpu_s": r3(cpu), "cpu_us_per_round_trip": r3(cpu * 1e6 / msgs as f64)}));
+            "p999_us": pct(&all, 0.999), "cpu_us_per_round_trip": r3(median(&mut per_rep)),
+            "cpu_us_per_round_trip_reps": per_rep.iter().map(|x| r3(*x)).collect::<Vec<_>>()}));
         Ok(())
+    }
+
+    /// Repetitions of the CPU-per-unit measurements (the median is reported: on a shared
+    /// machine one repetition can be slowed by neighbours).
+    fn reps(&self) -> usize {
+        if self.s.smoke {
+            1
+        } else {
+            3
+        }
     }
 
     /// connect -> handshake -> first echo -> close, `par` at a time.
@@ -249,37 +276,43 @@ impl Bench {
         // Warm-up (runtime threads, allocator).
         drop(open_many(&t, 8, 8, Some((b'E', 0))).await?);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let cpu0 = t.cpu();
-        let t0 = Instant::now();
         let (addr, secret) = (t.proc.addr, t.secret);
-        let mut set = JoinSet::new();
-        let per = count / par;
-        for _ in 0..par {
-            set.spawn_local(async move {
-                for _ in 0..per {
-                    let mut c = Conn::open(addr, kind, &secret, Some((b'E', 0))).await?;
-                    let msg = [0x5au8; 16];
-                    let mut back = [0u8; 16];
-                    c.send(&msg).await?;
-                    c.recv_exact(&mut back).await?;
-                    if back != msg {
-                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "echo differs"));
+        let reps = self.reps();
+        let per = count / par / reps;
+        let mut per_rep = Vec::new();
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            let cpu0 = t.cpu();
+            let mut set = JoinSet::new();
+            for _ in 0..par {
+                set.spawn_local(async move {
+                    for _ in 0..per {
+                        let mut c = Conn::open(addr, kind, &secret, Some((b'E', 0))).await?;
+                        let msg = [0x5au8; 16];
+                        let mut back = [0u8; 16];
+                        c.send(&msg).await?;
+                        c.recv_exact(&mut back).await?;
+                        if back != msg {
+                            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "echo differs"));
+                        }
                     }
-                }
-                Ok::<_, std::io::Error>(())
-            });
-        }
-        while let Some(r) = tokio::time::timeout(Duration::from_secs(600), set.join_next()).await.map_err(|_| "handshakes: timed out".to_string())? {
-            r.map_err(|e| e.to_string())?.map_err(|e| format!("handshakes: {e}"))?;
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+            while let Some(r) = tokio::time::timeout(Duration::from_secs(600), set.join_next()).await.map_err(|_| "handshakes: timed out".to_string())? {
+                r.map_err(|e| e.to_string())?.map_err(|e| format!("handshakes: {e}"))?;
+            }
+            // Let the proxy finish closing the last connections before reading its CPU.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            per_rep.push((t.cpu() - cpu0) * 1000.0 / (per * par) as f64);
         }
         let secs = t0.elapsed().as_secs_f64();
-        // Let the proxy finish closing the last connections before reading its CPU.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let cpu = t.cpu() - cpu0;
-        let n = per * par;
+        let n = per * par * reps;
+        let m = median(&mut per_rep);
         self.emit(json!({"scenario": "handshake", "target": kind.name(), "users": users, "count": n,
-            "secs": r3(secs), "per_s": r3(n as f64 / secs), "cpu_s": r3(cpu),
-            "cpu_s_per_1000": r3(cpu * 1000.0 / n as f64), "cpu_us_each": r3(cpu * 1e6 / n as f64)}));
+            "secs": r3(secs), "per_s": r3(n as f64 / secs),
+            "cpu_s_per_1000": r3(m), "cpu_us_each": r3(m * 1000.0),
+            "cpu_s_per_1000_reps": per_rep.iter().map(|x| r3(*x)).collect::<Vec<_>>()}));
         Ok(())
     }
 
@@ -377,7 +410,11 @@ impl Bench {
                 let row = |target: &str| {
                     find(&|v| v["scenario"] == "throughput" && v["target"] == target && v["dir"] == dir && v["conns"] == conns)
                 };
-                let bare = num(&row("bare"), "cpu_s_per_gb");
+                // The floor uses the cheaper of the two bare relays.
+                let bare = match (num(&row("bare"), "cpu_s_per_gb"), num(&row("bare64"), "cpu_s_per_gb")) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let (Some(bare), Some(aes)) = (bare, aes) else { continue };
                 let floor = bare + 2.0 * aes;
                 for k in ["classic", "dd", "ee"] {
@@ -444,7 +481,7 @@ pub async fn run_all(b: &mut Bench) {
         }
     }
     if b.wants("throughput") {
-        for k in kinds {
+        for k in [Kind::Direct, Kind::Direct64, Kind::Classic, Kind::Dd, Kind::Ee] {
             let t = match b.start(k, 1) {
                 Ok(t) => t,
                 Err(e) => {
