@@ -15,7 +15,7 @@ pub fn enter() -> io::Result<()> {
     }
     let st = Command::new("ip").args(["link", "set", "lo", "up", "mtu", "1500"]).status()?;
     if !st.success() {
-        return Err(io::Error::new(io::ErrorKind::Other, "`ip link set lo up mtu 1500` failed (is iproute2 installed?)"));
+        return Err(io::Error::other("`ip link set lo up mtu 1500` failed (is iproute2 installed?)"));
     }
     // Per-namespace TCP settings: many short connections from one address need a wide
     // ephemeral port range and reuse of TIME_WAIT ports.
@@ -37,5 +37,5 @@ pub fn raise_nofile() -> u64 {
         r.rlim_cur = r.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &r);
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }

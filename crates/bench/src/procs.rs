@@ -39,7 +39,7 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) -> io::Result
             return Ok(());
         }
         if let Some(st) = child.try_wait()? {
-            return Err(io::Error::new(io::ErrorKind::Other, format!("{what} exited before listening on {addr} ({st})")));
+            return Err(io::Error::other(format!("{what} exited before listening on {addr} ({st})")));
         }
         if Instant::now() > deadline {
             return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} did not listen on {addr} within 20 s")));

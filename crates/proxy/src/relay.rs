@@ -260,6 +260,7 @@ impl<T: ?Sized> Captures<'_> for T {}
 /// `limit`: stop after this many bytes read (fronting caps).
 /// (A plain fn returning an `async move` block: an `async fn` keeps a second copy of its
 /// arguments in its state, and this future is part of every idle connection.)
+#[allow(clippy::manual_async_fn)] // deliberate, see above
 pub fn pump<'a, 'c: 'a, T: Transform + 'a>(
     r: &'a OwnedReadHalf,
     w: &'a mut OwnedWriteHalf,
