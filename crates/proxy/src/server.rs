@@ -161,8 +161,8 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         }
         Err(_) => return Box::pin(fail(stream, peer, st, FailReason::Timeout, &snap, &stats)).await,
     };
-    // Nothing of the handshake is kept for the relay: moved-out locals take no room in the
-    // task, a partly moved one (or a live `st` with its buffer) would.
+    // Nothing of the handshake is kept for the relay: `st`'s buffer is freed here, and the
+    // expanded client cipher too (the relay works from the compact key, relay.rs).
     drop(st);
     let Authenticated { entry, tag, dc, client_decrypt, from_client, to_client, tls, pending } = auth;
     drop(client_decrypt);
