@@ -36,8 +36,11 @@ pub struct Authenticated {
     pub entry: Arc<UserEntry>,
     pub tag: ProtoTag,
     pub dc: i16,
-    /// Decrypts the client's stream (positioned after the init).
-    pub client_decrypt: AesCtr,
+    /// Decrypts the client's stream (positioned after the init). Boxed: the expanded cipher is
+    /// 1 KB, and a connection task that keeps its handshake result would carry it for life.
+    pub client_decrypt: Box<AesCtr>,
+    /// The key of the client's stream (for the relay's compact cipher state).
+    pub from_client: KeyIv,
     /// Keys for what we send to the client, from keystream offset 0.
     pub to_client: KeyIv,
     /// `Some` for fake-TLS: the record de-framer, mid-stream.
@@ -135,7 +138,8 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             entry: cand.entry.clone(),
             tag: accepted.tag,
             dc: accepted.dc,
-            client_decrypt,
+            client_decrypt: Box::new(client_decrypt),
+            from_client: obfs2::derive_keys(&frame, Some(&cand.secret)).initiator_to_responder,
             to_client: accepted.proxy_to_client,
             tls: None,
             pending,
@@ -245,7 +249,8 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
         entry: cand.entry.clone(),
         tag: accepted.tag,
         dc: accepted.dc,
-        client_decrypt,
+        client_decrypt: Box::new(client_decrypt),
+        from_client: obfs2::derive_keys(&frame, Some(&cand.secret)).initiator_to_responder,
         to_client: accepted.proxy_to_client,
         tls: Some(reader),
         pending,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use mtproxy_proto::obfs2::INIT_LEN;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -20,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DcKey, HostPort};
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
-use crate::handshake::{handshake, Failure, HandshakeState};
-use crate::proxy_header::{self, Admission};
+use crate::handshake::{handshake, Authenticated, Failure, HandshakeState};
 use crate::middle::{self, Middle};
-use crate::relay::{pump, Activity, ClientToDc, DcToClient};
+use crate::proxy_header::{self, Admission};
+use crate::relay::{pump, Activity, ClientToDc, DcToClient, LazyCtr, Recrypt};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
 use crate::stats::{ActiveGuard, ByteCounter, IpGuard, Stats};
@@ -195,13 +196,15 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     // One deadline for the PROXY header and the handshake together.
     let deadline = tokio::time::Instant::now() + snap.config.timeouts.handshake;
     // A trusted front's PROXY header names the real client: from here on `peer` is that address.
-    let (peer, mut st) = match proxy_header::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all).await {
+    let (peer, mut st) = match Box::pin(proxy_header::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all)).await {
         Admission::Proceed(client, st) => (client, st),
         Admission::Quiet => return,
         Admission::Fail(st, reason) => return fail(stream, peer, st, reason, &snap, &stats).await,
     };
     let result = tokio::select! {
-        r = tokio::time::timeout_at(deadline, handshake(&mut stream, &mut st, &snap, &shared.replay)) => r,
+        // Boxed: the handshake's state is freed when it ends instead of sizing the whole
+        // connection task (idle memory, docs/performance.md).
+        r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, &shared.replay))) => r,
         _ = shared.close_all.cancelled() => return,
     };
     let auth = match result {
@@ -215,11 +218,12 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 Failure::Rejected(r) => r,
                 Failure::Io(_) => FailReason::Malformed,
             };
-            return fail(stream, peer, st, reason, &snap, &stats).await;
+            return Box::pin(fail(stream, peer, st, reason, &snap, &stats)).await;
         }
-        Err(_) => return fail(stream, peer, st, FailReason::Timeout, &snap, &stats).await,
+        Err(_) => return Box::pin(fail(stream, peer, st, FailReason::Timeout, &snap, &stats)).await,
     };
-
+    // Nothing of the handshake is kept for the relay: `st`'s buffer is freed here.
+    drop(st);
     let entry = auth.entry.clone();
     let lease = match shared.limits.admit(&entry.user, &entry.stats, peer.ip(), std::time::SystemTime::now()) {
         Ok(lease) => lease,
@@ -232,34 +236,45 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     // Mode per connection, from the snapshot it started with: ad tag -> middle-end, else direct.
     if let Some(ad_tag) = cfg.ad_tag {
         let ctx = middle::session::Context { snap: &snap, middle: &shared.middle, stats: &stats, close_all: &shared.close_all, limit_cut: &lease.cut, ad_tag };
-        return middle::session::run(stream, peer, auth, ctx).await;
+        return Box::pin(middle::session::run(stream, peer, auth, ctx)).await;
     }
+    // The expanded client cipher is not kept either: the relay works from the compact key (relay.rs).
+    let Authenticated { tag, dc, client_decrypt, from_client, to_client, tls, pending, .. } = auth;
+    drop(client_decrypt);
     let connect_started = std::time::Instant::now();
-    let leg = match upstream::connect(auth.dc, auth.tag, &auth.to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect).await {
+    let leg = match Box::pin(upstream::connect(dc, tag, &to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect)).await {
         Ok(leg) => {
-            stats.upstream_connected(auth.dc, connect_started.elapsed());
+            stats.upstream_connected(dc, connect_started.elapsed());
             leg
         }
         Err(e) => {
-            stats.upstream_failed(auth.dc);
+            stats.upstream_failed(dc);
             tracing::warn!(client = %ClientAddr(peer), user = %entry.user.name, error = %e, "upstream connect failed");
             return;
         }
     };
-    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc = auth.dc, transport = auth.tag.name(), tls = auth.tls.is_some(), "relaying");
+    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc, transport = tag.name(), tls = tls.is_some(), "relaying");
 
     let mut dc_stream = leg.stream;
-    let mut c2d = ClientToDc { tls: auth.tls, client_decrypt: auth.client_decrypt, dc_encrypt: leg.encrypt };
-    let mut first = Vec::with_capacity(leg.init.len() + auth.pending.len());
+    // Ciphers as key + position (relay.rs): expanded only while bytes move.
+    let mut pending = pending;
+    let mut to_dc = LazyCtr::new(&leg.to_dc, INIT_LEN as u64);
+    to_dc.apply_once(&mut pending);
+    let from_client = LazyCtr::new(&from_client, (INIT_LEN + pending.len()) as u64);
+    let c2d = ClientToDc { tls, recrypt: Recrypt::new(from_client, to_dc) };
+    let mut first = Vec::with_capacity(INIT_LEN + pending.len());
     first.extend_from_slice(&leg.init);
-    let mut pending = auth.pending;
-    c2d.dc_encrypt.apply(&mut pending);
     first.extend_from_slice(&pending);
+    let pending_len = pending.len();
+    drop(pending);
     if dc_stream.write_all(&first).await.is_err() {
         return;
     }
     drop(first);
-    let d2c = DcToClient { tls: c2d.tls.is_some(), recrypt: leg.decrypt.map(|d| (d, auth.to_client.cipher())) };
+    let d2c = DcToClient {
+        tls: c2d.tls.is_some(),
+        recrypt: leg.from_dc.map(|d| Recrypt::new(LazyCtr::new(&d, 0), LazyCtr::new(&to_client, 0))),
+    };
 
     let (cr, mut cw) = stream.into_split();
     let (dr, mut dw) = dc_stream.into_split();
@@ -267,7 +282,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let user_stats = &entry.stats;
     let mut up = ByteCounter::new(&user_stats.bytes_from_client, &stats.bytes_from_client);
     let mut down = ByteCounter::new(&user_stats.bytes_to_client, &stats.bytes_to_client);
-    up.add(pending.len());
+    up.add(pending_len);
     let outcome = tokio::select! {
         r = async { tokio::try_join!(
             pump(&cr, &mut dw, c2d, &activity, &mut up, None),

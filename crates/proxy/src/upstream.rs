@@ -8,8 +8,7 @@
 use std::io;
 use std::time::Duration;
 
-use mtproxy_proto::crypto::AesCtr;
-use mtproxy_proto::obfs2::{self, KeyIv, INIT_LEN};
+use mtproxy_proto::obfs2::{self, HandshakeFrame, KeyIv, INIT_LEN};
 use mtproxy_proto::ProtoTag;
 use rand::RngCore;
 use tokio::net::TcpStream;
@@ -22,10 +21,10 @@ pub struct DcLeg {
     pub stream: TcpStream,
     /// The 64 bytes to send first.
     pub init: [u8; INIT_LEN],
-    /// Encrypts client bytes towards the DC (after the init).
-    pub encrypt: AesCtr,
-    /// Decrypts the DC's answers; `None` in fast mode (they are already in the client's key).
-    pub decrypt: Option<AesCtr>,
+    /// The keystream towards the DC (the init is its first 64 bytes).
+    pub to_dc: KeyIv,
+    /// The DC's keystream towards us; `None` in fast mode (it is the client's).
+    pub from_dc: Option<KeyIv>,
 }
 
 /// Why no DC connection could be made.
@@ -61,8 +60,8 @@ pub async fn connect(
         match connect_target(&target, timeout).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let (init, encrypt, decrypt) = make_init(dc_id, tag, to_client, fast_mode);
-                return Ok(DcLeg { stream, init, encrypt, decrypt });
+                let (init, to_dc, from_dc) = make_init(dc_id, tag, to_client, fast_mode);
+                return Ok(DcLeg { stream, init, to_dc, from_dc });
             }
             Err(e) => {
                 tracing::debug!(dc = dc_id, %target, error = %e, "DC address failed");
@@ -73,7 +72,9 @@ pub async fn connect(
     Err(UpstreamError { dc: dc_id, last })
 }
 
-fn make_init(dc_id: i16, tag: ProtoTag, to_client: &KeyIv, fast_mode: bool) -> ([u8; INIT_LEN], AesCtr, Option<AesCtr>) {
+/// The init and the keys of both directions. Keys rather than ciphers: the relay keeps them
+/// compact between bursts (relay.rs).
+fn make_init(dc_id: i16, tag: ProtoTag, to_client: &KeyIv, fast_mode: bool) -> ([u8; INIT_LEN], KeyIv, Option<KeyIv>) {
     let mut rng = rand::thread_rng();
     loop {
         let mut random = [0u8; INIT_LEN];
@@ -85,7 +86,9 @@ fn make_init(dc_id: i16, tag: ProtoTag, to_client: &KeyIv, fast_mode: bool) -> (
             continue;
         }
         let init = obfs2::initiate(random, tag, dc_id, None);
-        let decrypt = if fast_mode { None } else { Some(init.decrypt) };
-        return (init.wire, init.encrypt, decrypt);
+        // Without a secret the keys are the init's plaintext bytes 8..56 (reference §2.2).
+        let keys = obfs2::derive_keys(&HandshakeFrame(init.wire), None);
+        let from_dc = if fast_mode { None } else { Some(keys.responder_to_initiator) };
+        return (init.wire, keys.initiator_to_responder, from_dc);
     }
 }

@@ -1,0 +1,104 @@
+//! Child processes under test: the real `vless-mtproxy serve` binary with a generated
+//! configuration, the fake DC and the bare relay (this binary's own subcommands). Each is
+//! stopped when its handle is dropped.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mtproxy_proto::Secret;
+
+use crate::client::{Kind, DOMAIN};
+
+pub struct Proc {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGKILL our own child by its id, then reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(st) = child.try_wait()? {
+            return Err(io::Error::other(format!("{what} exited before listening on {addr} ({st})")));
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} did not listen on {addr} within 20 s")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Start this binary's `fake-dc` or `bare-relay` subcommand.
+pub fn start_self(args: &[String], addr: SocketAddr, what: &str) -> io::Result<Proc> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe).args(args).stdin(Stdio::null()).spawn()?;
+    wait_listening(&mut child, addr, what)?;
+    Ok(Proc { child, addr })
+}
+
+/// The configuration text for `users` secrets of `kind`, listening on `addr`.
+pub fn proxy_config(addr: SocketAddr, workers: usize, kind: Kind, users: &[Secret]) -> String {
+    let mut t = format!(
+        "[server]\nlisten = [\"{addr}\"]\npublic_host = \"127.0.0.1\"\nworkers = {workers}\nfast_mode = true\n\n\
+         [timeouts]\nhandshake = \"30s\"\nidle = \"1h\"\n\n[fronting]\nenabled = false\n\n\
+         [limits]\nmax_connections = 1000000\n\n[stats]\nlisten = \"off\"\n\n"
+    );
+    let kind_name = match kind {
+        Kind::Classic | Kind::Direct | Kind::Direct64 => "classic",
+        Kind::Dd => "dd",
+        Kind::Ee => "ee",
+    };
+    for (i, s) in users.iter().enumerate() {
+        t.push_str(&format!("[users.u{i}]\nsecret = \"{}\"\nkind = \"{kind_name}\"\n", s.to_hex()));
+        if kind == Kind::Ee {
+            t.push_str(&format!("domain = \"{DOMAIN}\"\n"));
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// Start the proxy binary with a fresh configuration in `dir`.
+pub fn start_proxy(bin: &Path, dir: &Path, addr: SocketAddr, dc: SocketAddr, workers: usize, kind: Kind, users: &[Secret]) -> io::Result<Proc> {
+    let path: PathBuf = dir.join(format!("proxy-{}.toml", addr.port()));
+    let _ = std::fs::remove_file(&path);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        f.write_all(proxy_config(addr, workers, kind, users).as_bytes())?;
+    }
+    let log = std::fs::File::create(dir.join("proxy.log"))?;
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .args(["serve", "--log", "warn", "--dc-override"])
+        .arg(format!("*={dc}"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", bin.display())))?;
+    wait_listening(&mut child, addr, "the proxy")?;
+    Ok(Proc { child, addr })
+}

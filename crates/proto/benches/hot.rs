@@ -1,0 +1,125 @@
+//! Micro-benchmarks of the data path's hot functions (docs/performance.md): the AES-256-CTR
+//! transform, TLS record framing and de-framing, and the handshake match over N users
+//! (obfuscated2 tag check and fake-TLS HMAC check, the matching user last: the worst case).
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mtproxy_proto::crypto::AesCtr;
+use mtproxy_proto::faketls::{self, HelloAuth, RecordReader, MAX_RECORD_PAYLOAD};
+use mtproxy_proto::obfs2::{self, HandshakeFrame, INIT_LEN};
+use mtproxy_proto::{ProtoTag, Secret};
+
+fn secrets(n: usize) -> Vec<Secret> {
+    (0..n)
+        .map(|i| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(i as u64 * 0x9e37_79b9_7f4a_7c15).to_le_bytes());
+            b[8..].copy_from_slice(&(i as u64 ^ 0x5555).to_le_bytes());
+            Secret::from_bytes(b)
+        })
+        .collect()
+}
+
+fn ctr(c: &mut Criterion) {
+    let mut g = c.benchmark_group("aes256_ctr");
+    for size in [64usize, 1024, 16384] {
+        let mut buf = vec![0u8; size];
+        let mut cipher = AesCtr::new(&[1; 32], &[2; 16]);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| b.iter(|| cipher.apply(black_box(&mut buf))));
+    }
+    g.finish();
+}
+
+fn records(c: &mut Criterion) {
+    let payload = vec![0xabu8; 4 * MAX_RECORD_PAYLOAD];
+    let mut framed = Vec::new();
+    for chunk in payload.chunks(MAX_RECORD_PAYLOAD) {
+        framed.extend_from_slice(&faketls::app_data_header(chunk.len()));
+        framed.extend_from_slice(chunk);
+    }
+    let mut g = c.benchmark_group("tls_records");
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    let mut work = framed.clone();
+    g.bench_function("deframe_64k", |b| {
+        b.iter(|| {
+            work.copy_from_slice(&framed);
+            let mut r = RecordReader::new();
+            let len = work.len();
+            black_box(r.deframe_in_place(&mut work, len).unwrap())
+        })
+    });
+    // Framing as the relay does it: a header in front of each read of up to one record.
+    let mut out = vec![0u8; 5 + MAX_RECORD_PAYLOAD];
+    g.bench_function("frame_64k", |b| {
+        b.iter(|| {
+            for chunk in payload.chunks(MAX_RECORD_PAYLOAD) {
+                out[..5].copy_from_slice(&faketls::app_data_header(chunk.len()));
+                out[5..5 + chunk.len()].copy_from_slice(chunk);
+                black_box(&out);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn handshake_match(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handshake_match");
+    g.sample_size(20);
+    for n in [1usize, 100, 1000] {
+        let list = secrets(n);
+        let target = *list.last().unwrap();
+        let mut random = [7u8; INIT_LEN];
+        random[0] = 0x11;
+        let frame = HandshakeFrame(obfs2::initiate(random, ProtoTag::PaddedIntermediate, 2, Some(&target)).wire);
+        g.bench_with_input(BenchmarkId::new("obfs2", n), &n, |b, _| {
+            b.iter(|| list.iter().find_map(|s| obfs2::accept(black_box(&frame), Some(s))).expect("the last secret matches"))
+        });
+        let mut hello = mtproxy_hello(517);
+        faketls::sign_client_hello(&mut hello, &target, 1_700_000_000);
+        let canonical = match faketls::read_client_hello(&hello).unwrap() {
+            faketls::HelloRead::Complete { canonical, .. } => canonical,
+            faketls::HelloRead::Incomplete => unreachable!(),
+        };
+        g.bench_with_input(BenchmarkId::new("faketls_517B", n), &n, |b, _| {
+            b.iter(|| {
+                let auth = HelloAuth::new(black_box(&canonical));
+                list.iter().find_map(|s| auth.check(s)).expect("the last secret matches")
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A ClientHello of `size` bytes (SNI, supported_versions, padding), random to be signed.
+fn mtproxy_hello(size: usize) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0u8; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0x42u8; 32]);
+    body.extend_from_slice(&[0x00, 0x04, 0x13, 0x01, 0x13, 0x02, 0x01, 0x00]);
+    let name = b"bench.example.com";
+    let mut ext = vec![0x00, 0x00];
+    ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
+    ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+    ext.push(0);
+    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    ext.extend_from_slice(name);
+    ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+    let fixed = 5 + 4 + body.len() + 2 + ext.len() + 4;
+    let pad = size.saturating_sub(fixed);
+    ext.extend_from_slice(&[0x00, 0x15]);
+    ext.extend_from_slice(&(pad as u16).to_be_bytes());
+    ext.resize(ext.len() + pad, 0);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![0x01];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+criterion_group!(benches, ctr, records, handshake_match);
+criterion_main!(benches);
