@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Log filter (tracing syntax), e.g. `info` or `debug`; also RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Also append log lines to this file (reopened on SIGHUP; safe with copytruncate).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -86,7 +89,8 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     use std::io::IsTerminal;
     // Plain text when not on a terminal: log files are read by fail2ban and host tools.
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
+    let writer = crate::logfile::LogWriter::new(args.log_file.as_deref())?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(!writer.has_file() && std::io::stderr().is_terminal()).with_writer(writer.clone()).init();
 
     if !path.exists() {
         create_initial_config(path)?;
@@ -101,7 +105,10 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(path.to_path_buf(), cfg, overrides, args.drain))
+    runtime.block_on(async move {
+        tokio::spawn(crate::logfile::reopen_on_hup(writer));
+        serve(path.to_path_buf(), cfg, overrides, args.drain).await
+    })
 }
 
 async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<HostPort>)>, drain: Duration) -> anyhow::Result<()> {
