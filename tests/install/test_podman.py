@@ -1,0 +1,127 @@
+"""Non-interactive setup with Podman, end to end: the image builds offline, the container starts
+and is healthy, TDLib reaches the proxy inside it through the fake DC, a user added with the CLI
+on the host works without a restart, stop/start keeps the users, a second run changes nothing,
+and uninstall leaves no container, image or compose entry behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from conftest import podman, td_ping, wait_until
+
+
+def run_setup(layout, env, *extra, timeout=300):
+    cmd = [str(layout.binary), "setup", *layout.path_args(), *extra]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def cli(layout, env, *args):
+    return subprocess.run([str(layout.installed), "--config", str(layout.config), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def container_id(env):
+    r = podman(env, "container", "inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "vless_mtproxy", check=False)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def test_podman_install_lifecycle(layout, podman_env, fakedc):
+    env = podman_env
+    dc = "*=127.0.0.1:%d" % fakedc.port
+
+    # --- first run, timed, from a clean host (the binary is built)
+    r, took = run_setup(layout, env, "--non-interactive", "--runtime", "podman", "--port", "18443",
+                        "--public-host", "127.0.0.1", "--dc-override", dc)
+    assert r.returncode == 0, "setup failed (%d):\n%s\n%s" % (r.returncode, r.stdout, r.stderr)
+    assert took < 180, "non-interactive setup took %.1f s (limit 180 s)" % took
+    print("non-interactive setup took %.1f s" % took)
+    out = r.stdout
+    for n in range(1, 8):
+        assert "[%d/7]" % n in out, "progress step %d missing:\n%s" % (n, out)
+    secret = layout.client_secret("default")
+    assert secret.startswith("dd")
+    assert "tg://proxy?server=127.0.0.1&port=18443&secret=%s" % secret in out
+    assert "https://t.me/proxy?server=127.0.0.1&port=18443&secret=%s" % secret in out
+    assert "\u2580" in out or "\u2584" in out or "\u2588" in out, "no QR code in the output"
+    assert "add-user NAME" in out and str(layout.config) in out
+
+    # files: config 0600 owned by the container user, folders, state, own compose, logrotate
+    st = os.stat(layout.config)
+    assert oct(st.st_mode & 0o777) == "0o600" and st.st_uid == 65534
+    assert (layout.install_dir / "vless-mtproxy-setup").is_symlink()
+    assert (layout.data_dir / "setup" / "install-state.toml").is_file()
+    compose = (layout.data_dir / "setup" / "docker-compose.yml").read_text()
+    assert "network_mode: host" in compose and dc in compose
+    assert "\n    copytruncate\n" in (layout.logrotate_dir / "vless-mtproxy").read_text()
+
+    # the container: running, non-root, restart policy, config mounted read-only, healthy
+    insp = podman(env, "container", "inspect", "--format",
+                  "{{.State.Running}} {{.Config.User}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}}",
+                  "vless_mtproxy").stdout.split()
+    assert insp == ["true", "65534:65534", "unless-stopped", "host"], insp
+    mounts = podman(env, "container", "inspect", "--format", "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
+                    "vless_mtproxy").stdout
+    assert "/etc/vless-mtproxy=false" in mounts, mounts
+    assert podman(env, "healthcheck", "run", "vless_mtproxy", check=False).returncode == 0
+    assert podman(env, "image", "exists", "vless_mtproxy:latest", check=False).returncode == 0
+
+    # TDLib reaches the proxy in the container, through the fake DC
+    res = td_ping("127.0.0.1", 18443, secret)
+    assert res["ok"], "TDLib pingProxy failed: %s" % res
+    assert any(e.get("ev") == "constructor" for e in fakedc.snapshot()) or fakedc.snapshot(), "the fake DC saw nothing"
+    log = layout.log_dir / "proxy.log"
+    assert wait_until(lambda: log.is_file() and "listening" in log.read_text(), 10), "no log file in %s" % layout.log_dir
+    assert secret[2:] not in log.read_text()
+
+    # --- a second run with the seed's environment form and the same answers changes nothing
+    before = layout.snapshot()
+    cid = container_id(env)
+    env2 = dict(env, MTPROXY_AUTO_MODE="yes", MTPROXY_PORT="18443", MTPROXY_WORKERS="1", MTPROXY_PADDING="yes")
+    r, _ = run_setup(layout, env2)
+    assert r.returncode == 0, "second setup failed:\n%s\n%s" % (r.stdout, r.stderr)
+    assert "already running with this configuration" in r.stdout
+    after = layout.snapshot()
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert not changed, "the second run changed: %s" % sorted(changed)
+    assert container_id(env) == cid, "the second run recreated or restarted the container"
+
+    # --- a user added with the CLI on the host works without a restart
+    r = cli(layout, env, "add-user", "alice")
+    assert r.returncode == 0, "add-user failed: %s %s" % (r.stdout, r.stderr)
+    alice = layout.client_secret("alice")
+    assert wait_until(lambda: "reloaded" in log.read_text(), 10), "the proxy did not reload:\n%s" % log.read_text()[-3000:]
+    res = td_ping("127.0.0.1", 18443, alice)
+    assert res["ok"], "the new user did not connect without a restart: %s\n%s" % (res, log.read_text()[-3000:])
+    assert container_id(env) == cid, "the container was restarted"
+
+    # --- stop/start keeps the users
+    podman(env, "stop", "-t", "10", "vless_mtproxy")
+    podman(env, "start", "vless_mtproxy")
+    assert wait_until(lambda: podman(env, "healthcheck", "run", "vless_mtproxy", check=False).returncode == 0, 20)
+    assert set(layout.users()) == {"default", "alice"}
+    for s in (secret, alice):
+        res = td_ping("127.0.0.1", 18443, s)
+        assert res["ok"], "after stop/start: %s" % res
+
+    # --- uninstall: nothing left but the configuration and its backup
+    r = subprocess.run([str(layout.installed), "uninstall", "--data-dir", str(layout.data_dir)], env=env,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "--yes" in r.stderr, "uninstall without a terminal must ask for --yes"
+    assert container_id(env), "a refused uninstall removed something"
+    r = subprocess.run([str(layout.install_dir / "vless-mtproxy-uninstall"), "--yes", "--data-dir", str(layout.data_dir)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "uninstall failed:\n%s\n%s" % (r.stdout, r.stderr)
+    assert container_id(env) is None
+    assert podman(env, "image", "exists", "vless_mtproxy:latest", check=False).returncode != 0
+    assert podman(env, "ps", "-a", "-q").stdout.strip() == ""
+    assert not (layout.data_dir / "setup" / "docker-compose.yml").exists()
+    assert not (layout.logrotate_dir / "vless-mtproxy").exists()
+    assert not layout.installed.exists() and not (layout.install_dir / "vless-mtproxy-setup").exists()
+    assert set(layout.users()) == {"default", "alice"}, "the configuration must be kept"
+    backups = list((layout.data_dir / "setup" / "backup").glob("config.toml.*.bak"))
+    assert backups and backups[0].read_text() == layout.config.read_text()
+    assert not (layout.data_dir / "setup" / "install-state.toml").exists()
