@@ -55,3 +55,14 @@ pub fn qr_terminal(text: &str) -> String {
         Err(e) => format!("(QR code unavailable: {e})"),
     }
 }
+
+/// A user's secret as lists show it: the client form's prefix and the masked secret, e.g.
+/// `dd1a2b…4b5c` (the domain of an `ee` secret is shown separately).
+pub fn masked_client_form(user: &User) -> String {
+    let prefix = match user.kind {
+        mtproxy_proto::SecretKind::Classic => "",
+        mtproxy_proto::SecretKind::Padded => "dd",
+        mtproxy_proto::SecretKind::FakeTls { .. } => "ee",
+    };
+    format!("{prefix}{}", user.secret.masked())
+}

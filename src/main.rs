@@ -3,11 +3,14 @@
 //! This file only parses arguments, dispatches, and maps errors to exit codes; each group of
 //! commands lives in its own module and contributes its subcommands through `flatten`.
 
+mod cli;
 mod health;
 mod links;
 mod logfile;
+mod qr;
 mod serve;
 mod setup;
+mod store;
 mod uninstall;
 
 use std::path::PathBuf;
@@ -32,6 +35,8 @@ pub struct Cli {
 enum Command {
     /// Run the proxy. Creates the configuration (one user, a fresh secret) when it does not exist.
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Ops(cli::Ops),
     /// Install the proxy on this host: wizard, or --non-interactive with flags.
     Setup(setup::SetupArgs),
     /// Remove what setup installed (the configuration is kept unless --purge).
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Command::Setup(args) => Ok(setup::run(args)),
         Command::Uninstall(args) => Ok(uninstall::run(args)),
         Command::Health(args) => health::run(&cli.config, args),
+        Command::Ops(op) => cli::run(&cli.config, op),
     };
     match result {
         Ok(code) => code,

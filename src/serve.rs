@@ -15,7 +15,44 @@ use mtproxy_proto::Secret;
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
+use std::net::SocketAddr;
+
+use mtproxy_core::server::ListenerCommand;
+use tokio::sync::mpsc::UnboundedSender;
+
 use crate::links;
+
+/// Make the listeners match `listen`: bind the new addresses first, then close the ones no
+/// longer listed. Open connections are not touched (they do not belong to a listener). If
+/// none of the new addresses can be bound, the old listeners stay so the proxy stays reachable.
+fn rebind(listen: &[SocketAddr], bound: &mut Vec<SocketAddr>, control: &UnboundedSender<ListenerCommand>) {
+    let mut added = 0;
+    let new: Vec<SocketAddr> = listen.iter().filter(|a| !bound.contains(a)).copied().collect();
+    for addr in &new {
+        match mtproxy_core::bind(*addr) {
+            Ok(l) => {
+                tracing::info!(%addr, "listening");
+                let _ = control.send(ListenerCommand::Add(l));
+                bound.push(*addr);
+                added += 1;
+            }
+            Err(e) => tracing::error!(%addr, error = %e, "cannot listen on this address"),
+        }
+    }
+    let stale: Vec<SocketAddr> = bound.iter().filter(|a| !listen.contains(a)).copied().collect();
+    if stale.is_empty() {
+        return;
+    }
+    if !bound.iter().any(|a| listen.contains(a)) && added == 0 {
+        tracing::error!("no new listen address could be bound; keeping the old listeners");
+        return;
+    }
+    for addr in stale {
+        tracing::info!(%addr, "no longer listening (open connections stay)");
+        let _ = control.send(ListenerCommand::Remove(addr));
+        bound.retain(|a| *a != addr);
+    }
+}
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -105,11 +142,65 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let pid_path = cfg.pid_path(path);
+    let _pid = PidFile::create(&pid_path);
     runtime.block_on(async move {
         tokio::spawn(crate::logfile::reopen_on_hup(writer));
         serve(path.to_path_buf(), cfg, overrides, args.drain).await
     })
 }
+
+/// The pid file `reload` finds the running proxy by; removed at exit if it is still ours.
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn create(path: &Path) -> PidFile {
+        let tmp = config::beside(path, "tmp");
+        let write = || -> std::io::Result<()> {
+            std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
+            std::fs::rename(&tmp, path)
+        };
+        match write() {
+            Ok(()) => PidFile(Some(path.to_path_buf())),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file; `reload` will not find this process (the file watch still works)");
+                PidFile(None)
+            }
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            if std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u32>().ok()) == Some(std::process::id()) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn users_with_stats(shared: &Shared) -> Vec<(config::User, Arc<mtproxy_core::stats::UserStats>)> {
+    shared.snapshot.load().users.iter().map(|e| (e.user.clone(), e.stats.clone())).collect()
+}
+
+/// Persist per-user data usage (atomically: temp file, rename) so a restart keeps quotas.
+fn save_usage(path: &Path, shared: &Shared) {
+    let table = shared.limits.usage_table(&users_with_stats(shared), std::time::SystemTime::now());
+    let tmp = config::beside(path, "tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(mtproxy_core::limits::format_usage(&table).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), error = %e, "cannot save data usage");
+    }
+}
+
+/// How often usage counters are written to disk (and at shutdown).
+const USAGE_SAVE_EVERY: Duration = Duration::from_secs(10);
 
 async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<HostPort>)>, drain: Duration) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
@@ -127,11 +218,44 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
         bail!("no listen address could be bound");
     }
     tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set; not yet supported, using direct)" } else { "direct" }, "proxy started");
+    let usage_path = cfg.usage_path(&path);
+    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let shared = Shared::new(cfg, overrides);
+    if let Ok(text) = std::fs::read_to_string(&usage_path) {
+        let saved = mtproxy_core::limits::parse_usage(&text);
+        shared.limits.restore_usage(&users_with_stats(&shared), &saved, std::time::SystemTime::now());
+    }
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_config(path, shared.clone()));
+    let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(watch_config(path, shared.clone(), control_tx, bound));
     tokio::spawn(wait_for_stop(shutdown.clone()));
-    mtproxy_core::serve(listeners, shared, shutdown, drain).await;
+    let saver = {
+        let (shared, usage_path) = (shared.clone(), usage_path.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(USAGE_SAVE_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                save_usage(&usage_path, &shared);
+            }
+        })
+    };
+    let enforcer = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                for (user, reason) in shared.limits.enforce(&users_with_stats(&shared), std::time::SystemTime::now()) {
+                    mtproxy_core::limits::log_cut(&user, reason);
+                }
+            }
+        })
+    };
+    mtproxy_core::server::serve_with_control(listeners, shared.clone(), shutdown, drain, Some(control_rx)).await;
+    saver.abort();
+    enforcer.abort();
+    save_usage(&usage_path, &shared);
     tracing::info!("stopped");
     Ok(())
 }
@@ -150,7 +274,7 @@ async fn wait_for_stop(shutdown: CancellationToken) {
 
 /// Reload when the file changes (checked every second) or on SIGHUP. An invalid file is
 /// refused with its error and the running configuration stays in force.
-async fn watch_config(path: PathBuf, shared: Arc<Shared>) {
+async fn watch_config(path: PathBuf, shared: Arc<Shared>, control: UnboundedSender<ListenerCommand>, mut bound: Vec<SocketAddr>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     let read = |p: &Path| std::fs::read(p).ok();
@@ -169,7 +293,9 @@ async fn watch_config(path: PathBuf, shared: Arc<Shared>) {
         match config::load(&path) {
             Ok(cfg) => {
                 let users = cfg.users.len();
+                let listen = cfg.listen.clone();
                 shared.reload(cfg);
+                rebind(&listen, &mut bound, &control);
                 tracing::info!(users, "configuration reloaded");
             }
             Err(e) => {

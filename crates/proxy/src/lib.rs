@@ -10,6 +10,7 @@ pub mod dc;
 pub mod events;
 pub mod fronting;
 pub mod handshake;
+pub mod limits;
 pub mod relay;
 pub mod replay;
 pub mod server;

@@ -35,6 +35,8 @@ pub struct Shared {
     cli_overrides: Vec<(DcKey, Vec<HostPort>)>,
     /// Cancelled to close every open connection (end of the drain period).
     pub close_all: CancellationToken,
+    /// Per-user limit state (open connections, IPs, quota usage).
+    pub limits: crate::limits::Limits,
 }
 
 impl Shared {
@@ -48,6 +50,7 @@ impl Shared {
             replay: Mutex::new(replay),
             cli_overrides,
             close_all: CancellationToken::new(),
+            limits: crate::limits::Limits::default(),
         })
     }
 
@@ -76,17 +79,37 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// A change to the set of listeners of a running [`serve_with_control`]; connections already
+/// accepted are never affected (they do not belong to a listener).
+pub enum ListenerCommand {
+    /// Start accepting on this listener.
+    Add(TcpListener),
+    /// Stop accepting on (and close) the listener bound to this address.
+    Remove(SocketAddr),
+}
+
 /// Accept on every listener until `shutdown`, then drain for at most `drain`.
 pub async fn serve(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: CancellationToken, drain: Duration) {
+    serve_with_control(listeners, shared, shutdown, drain, None).await
+}
+
+/// [`serve`], with listeners added and removed while running (`set-port` on reload).
+pub async fn serve_with_control(
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    drain: Duration,
+    mut control: Option<tokio::sync::mpsc::UnboundedReceiver<ListenerCommand>>,
+) {
     let tracker = tokio_util::task::TaskTracker::new();
-    for listener in listeners {
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        let t2 = tracker.clone();
+    let spawn_accept = |listener: TcpListener| -> (Option<SocketAddr>, CancellationToken) {
+        let stop = shutdown.child_token();
+        let addr = listener.local_addr().ok();
+        let (shared, stop2, t2) = (shared.clone(), stop.clone(), tracker.clone());
         tracker.spawn(async move {
             loop {
                 let accepted = tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = stop2.cancelled() => break,
                     a = listener.accept() => a,
                 };
                 match accepted {
@@ -102,9 +125,27 @@ pub async fn serve(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: C
                 }
             }
         });
+        (addr, stop)
+    };
+    let mut running: Vec<(Option<SocketAddr>, CancellationToken)> = listeners.into_iter().map(&spawn_accept).collect();
+    loop {
+        let cmd = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            c = async { match control.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => c,
+        };
+        match cmd {
+            Some(ListenerCommand::Add(l)) => running.push(spawn_accept(l)),
+            Some(ListenerCommand::Remove(addr)) => running.retain(|(a, stop)| {
+                let gone = *a == Some(addr);
+                if gone {
+                    stop.cancel();
+                }
+                !gone
+            }),
+            None => control = None,
+        }
     }
     tracker.close();
-    shutdown.cancelled().await;
     let active = shared.stats.connections_active.load(Relaxed);
     if active > 0 {
         tracing::info!(active, "draining connections");
@@ -160,6 +201,10 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     };
 
     let entry = auth.entry.clone();
+    let lease = match shared.limits.admit(&entry.user, &entry.stats, peer.ip(), std::time::SystemTime::now()) {
+        Ok(lease) => lease,
+        Err(reason) => return crate::limits::log_refusal(peer, &entry.user.name, reason),
+    };
     let _active = ActiveGuard::new(entry.stats.clone(), stats.clone());
     let _ = stream.set_nodelay(true);
     let cfg = &snap.config;
@@ -200,6 +245,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         ) } => match r { Ok(_) => "closed", Err(_) => "error" },
         _ = activity.idle(cfg.timeouts.idle) => "idle timeout",
         _ = entry.revoked.cancelled() => "user revoked",
+        _ = lease.cut.cancelled() => "user limit reached",
         _ = shared.close_all.cancelled() => "shutdown",
     };
     tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, up = up.total(), down = down.total(), outcome, "connection closed");

@@ -18,6 +18,9 @@ pub const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const FRONTING_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const FRONTING_MAX_DURATION: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONNECTIONS: usize = 10000;
+/// Cover domains offered for fake-TLS users when the file lists none: large HTTPS sites that
+/// are reachable in most countries and carry heavy TLS traffic, so one more client blends in.
+pub const COVER_DOMAINS: &[&str] = &["www.google.com", "www.microsoft.com", "www.apple.com", "www.amazon.com", "www.cloudflare.com"];
 pub const STATS_LISTEN: &str = "127.0.0.1:8888";
 
 /// The configuration `serve` writes when none exists: one `dd` user, every other value

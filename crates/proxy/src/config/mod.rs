@@ -6,6 +6,7 @@
 //! place (`defaults`). A file that fails validation is refused with its path, line, what is
 //! wrong and what would be right ([`ConfigError`]).
 
+pub mod date;
 mod defaults;
 mod duration;
 mod raw;
@@ -18,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use mtproxy_proto::{Secret, SecretKind};
 
 pub use duration::{format_duration, parse_duration};
-pub use validate::parse_str;
+pub use defaults::COVER_DOMAINS;
+pub use validate::{parse_size, parse_str, valid_domain, valid_user_name};
 
 /// A host name or IP literal with a port, resolved when used.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,6 +101,23 @@ pub struct User {
     /// Free-form metadata kept for the operator (RFC 3339 times written by the CLI).
     pub created: Option<String>,
     pub rotated: Option<String>,
+    /// Limits the proxy enforces on new connections (see `limits`).
+    pub limits: UserLimits,
+}
+
+/// Per-user limits; `None` is unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserLimits {
+    /// Connections of this user open at once.
+    pub max_connections: Option<u32>,
+    /// Distinct client IP addresses with a connection open at once.
+    pub max_ips: Option<u32>,
+    /// Bytes relayed (both directions) allowed in a period.
+    pub quota_bytes: Option<u64>,
+    /// The quota period: a calendar month (UTC) when true, else the whole lifetime.
+    pub quota_monthly: bool,
+    /// From this instant on, new connections are refused.
+    pub expires: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +138,8 @@ pub struct FakeTls {
     pub replay_cache_entries: usize,
     /// ... for at most this long.
     pub replay_window: Duration,
+    /// Cover domains the operator picks from for new fake-TLS users (`[fake_tls] domains`).
+    pub cover_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +157,8 @@ pub struct Fronting {
 pub struct Limits {
     /// Client connections open at once, over all listeners.
     pub max_connections: usize,
+    /// Where per-user data usage is kept across restarts; `None`: next to the config file.
+    pub usage_file: Option<PathBuf>,
 }
 
 /// The whole validated configuration.
@@ -149,6 +172,8 @@ pub struct Config {
     pub dc_ip: IpPreference,
     /// Reference §2.7 fast mode: DC->client bytes are forwarded without re-encryption.
     pub fast_mode: bool,
+    /// Where `serve` writes its process id (for `reload`); `None`: next to the config file.
+    pub pid_file: Option<PathBuf>,
     pub timeouts: Timeouts,
     pub fake_tls: FakeTls,
     pub fronting: Fronting,
@@ -176,6 +201,26 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// `<config path>.<suffix>`: where state files go when the config does not name them.
+pub fn beside(config_path: &Path, suffix: &str) -> PathBuf {
+    let mut s = config_path.as_os_str().to_owned();
+    s.push(".");
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl Config {
+    /// The pid file `serve` writes and `reload` reads.
+    pub fn pid_path(&self, config_path: &Path) -> PathBuf {
+        self.pid_file.clone().unwrap_or_else(|| beside(config_path, "pid"))
+    }
+
+    /// The file per-user data usage is persisted in.
+    pub fn usage_path(&self, config_path: &Path) -> PathBuf {
+        self.limits.usage_file.clone().unwrap_or_else(|| beside(config_path, "usage"))
     }
 }
 

@@ -57,6 +57,7 @@ pub struct RawServer {
     pub allow_any_transport: Option<bool>,
     pub dc_ip: S<String>,
     pub fast_mode: Option<bool>,
+    pub pid_file: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -81,6 +82,7 @@ pub struct RawFakeTls {
     pub max_clock_skew: S<DurationValue>,
     pub replay_cache_entries: S<i64>,
     pub replay_window: S<DurationValue>,
+    pub domains: S<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -96,6 +98,7 @@ pub struct RawFronting {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_connections: S<i64>,
+    pub usage_file: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -121,4 +124,17 @@ pub struct RawUser {
     pub previous_secret_expires: S<i64>,
     pub created: Option<String>,
     pub rotated: Option<String>,
+    pub max_connections: S<i64>,
+    pub max_ips: S<i64>,
+    pub quota: S<SizeValue>,
+    pub quota_reset: S<String>,
+    pub expires: S<String>,
+}
+
+/// A byte count written as an integer or a string with a unit (`"10GiB"`, `"500MB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(i64),
+    Text(String),
 }

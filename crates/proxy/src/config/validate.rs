@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::defaults as d;
 use super::duration::parse_duration;
-use super::raw::{DurationValue, RawConfig, RawUser, S};
+use super::raw::{DurationValue, RawConfig, RawUser, SizeValue, S};
 use super::*;
 
 struct Ctx<'a> {
@@ -132,7 +132,35 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     }
 
+    let cover_domains = match &raw.fake_tls.domains {
+        None => d::COVER_DOMAINS.iter().map(|s| s.to_string()).collect(),
+        Some(v) => {
+            let mut out: Vec<String> = Vec::new();
+            for item in v.get_ref() {
+                let dom = item.trim().to_ascii_lowercase();
+                if !valid_domain(&dom) {
+                    return Err(ctx.at(v, format!("`fake_tls.domains`: `{item}` is not a valid domain"), "list host names such as \"www.example.com\""));
+                }
+                if out.contains(&dom) {
+                    return Err(ctx.at(v, format!("`fake_tls.domains`: `{dom}` is listed twice"), "list each domain once"));
+                }
+                out.push(dom);
+            }
+            out
+        }
+    };
+    let path_field = |v: &S<String>, field: &str| -> Result<Option<std::path::PathBuf>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(p) if p.get_ref().trim().is_empty() => Err(ctx.at(p, format!("`{field}` is empty"), "give a file path, or remove the line for the default")),
+            Some(p) => Ok(Some(p.get_ref().trim().into())),
+        }
+    };
+    let pid_file = path_field(&server.pid_file, "pid_file")?;
+    let usage_file = path_field(&raw.limits.usage_file, "usage_file")?;
+
     let fake_tls = FakeTls {
+        cover_domains,
         max_clock_skew: ctx.duration(&raw.fake_tls.max_clock_skew, "max_clock_skew", d::MAX_CLOCK_SKEW)?,
         replay_cache_entries: ctx.int(&raw.fake_tls.replay_cache_entries, "replay_cache_entries", 1024, 16 << 20, d::REPLAY_CACHE_ENTRIES as i64)? as usize,
         replay_window: ctx.duration(&raw.fake_tls.replay_window, "replay_window", d::REPLAY_WINDOW)?,
@@ -151,6 +179,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let limits = Limits {
         max_connections: ctx.int(&raw.limits.max_connections, "max_connections", 1, 10_000_000, d::MAX_CONNECTIONS as i64)? as usize,
+        usage_file,
     };
 
     let stats_listen = match &raw.stats.listen {
@@ -206,6 +235,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         allow_any_transport: server.allow_any_transport.unwrap_or(false),
         dc_ip,
         fast_mode: server.fast_mode.unwrap_or(true),
+        pid_file,
         timeouts,
         fake_tls,
         fronting,
@@ -271,7 +301,9 @@ fn user(ctx: &Ctx<'_>, name: &str, v: &Spanned<RawUser>) -> Result<User, ConfigE
         (Some(ps), None) => return Err(ctx.at(ps, format!("user `{name}` has previous_secret without previous_secret_expires"), "add previous_secret_expires = <Unix time>, or remove previous_secret")),
         (None, Some(exp)) => return Err(ctx.at(exp, format!("user `{name}` has previous_secret_expires without previous_secret"), "remove previous_secret_expires")),
     };
+    let limits = user_limits(ctx, name, u)?;
     Ok(User {
+        limits,
         name: name.to_string(),
         secret,
         kind,
@@ -282,9 +314,112 @@ fn user(ctx: &Ctx<'_>, name: &str, v: &Spanned<RawUser>) -> Result<User, ConfigE
     })
 }
 
+/// Parse a byte count: a whole number of bytes, or a number with a unit (`K`, `M`, `G`, `T`:
+/// powers of 1000; `KiB`, `MiB`, `GiB`, `TiB`: powers of 1024; `B` optional).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let bad = || format!("`{text}` is not a size; write e.g. \"500MB\", \"10GiB\" or a number of bytes");
+    let n: f64 = n.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b') {
+        "" => 1,
+        "k" => 1000,
+        "m" => 1_000_000,
+        "g" => 1_000_000_000,
+        "t" => 1_000_000_000_000,
+        "ki" => 1 << 10,
+        "mi" => 1 << 20,
+        "gi" => 1 << 30,
+        "ti" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let v = n * mult as f64;
+    if !v.is_finite() || !(1.0..=1e18).contains(&v) {
+        return Err(format!("`{text}` is out of range; give at least 1 byte and at most 1 EB"));
+    }
+    Ok(v as u64)
+}
+
+fn user_limits(ctx: &Ctx<'_>, name: &str, u: &RawUser) -> Result<UserLimits, ConfigError> {
+    let count = |v: &S<i64>, field: &str| -> Result<Option<u32>, ConfigError> {
+        v.as_ref().map(|_| ctx.int(v, field, 1, 1_000_000, 0).map(|n| n as u32)).transpose()
+    };
+    let quota_bytes = match &u.quota {
+        None => None,
+        Some(v) => Some(match v.get_ref() {
+            SizeValue::Bytes(n) if *n >= 1 => *n as u64,
+            SizeValue::Bytes(n) => return Err(ctx.at(v, format!("user `{name}`: quota {n} is not positive"), "give a size such as \"10GiB\", or remove the line for no quota")),
+            SizeValue::Text(t) => parse_size(t).map_err(|m| ctx.at(v, format!("user `{name}`: {m}"), "give a size such as \"10GiB\""))?,
+        }),
+    };
+    let quota_monthly = match &u.quota_reset {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "monthly" => true,
+            "never" => false,
+            other => return Err(ctx.at(v, format!("user `{name}`: quota_reset = \"{other}\" is not known"), "use \"monthly\" (counted per calendar month, UTC) or \"never\"")),
+        },
+    };
+    let expires = match &u.expires {
+        None => None,
+        Some(v) => {
+            let secs = super::date::parse_expiry(v.get_ref()).map_err(|m| ctx.at(v, format!("user `{name}` expires: {m}"), "e.g. expires = \"2026-12-31\""))?;
+            Some(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+        }
+    };
+    Ok(UserLimits {
+        max_connections: count(&u.max_connections, "max_connections")?,
+        max_ips: count(&u.max_ips, "max_ips")?,
+        quota_bytes,
+        quota_monthly,
+        expires,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_limits_cover_domains_and_paths() {
+        let c = parse("[server]\npid_file = \"/run/p.pid\"\n[fake_tls]\ndomains = [\"Www.Example.com\"]\n[limits]\nusage_file = \"/var/lib/u\"\n[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\nmax_connections = 3\nmax_ips = 2\nquota = \"1.5GiB\"\nquota_reset = \"monthly\"\nexpires = \"2030-01-31\"\n").unwrap();
+        let l = &c.users[0].limits;
+        assert_eq!(l.max_connections, Some(3));
+        assert_eq!(l.max_ips, Some(2));
+        assert_eq!(l.quota_bytes, Some(3 << 29));
+        assert!(l.quota_monthly);
+        assert_eq!(l.expires, Some(UNIX_EPOCH + Duration::from_secs(super::super::date::parse_expiry("2030-02-01T00:00:00Z").unwrap() as u64)));
+        assert_eq!(c.fake_tls.cover_domains, vec!["www.example.com".to_string()]);
+        assert_eq!(c.pid_file.as_deref(), Some(Path::new("/run/p.pid")));
+        assert_eq!(c.limits.usage_file.as_deref(), Some(Path::new("/var/lib/u")));
+        let d = parse("[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\n").unwrap();
+        assert_eq!(d.users[0].limits, UserLimits::default());
+        assert_eq!(d.fake_tls.cover_domains.len(), d::COVER_DOMAINS.len());
+        assert_eq!(d.pid_path(Path::new("/etc/x.toml")), Path::new("/etc/x.toml.pid"));
+    }
+
+    #[test]
+    fn bad_limits_name_their_line() {
+        let base = "[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\n";
+        for (extra, want) in [
+            ("max_connections = 0\n", "`max_connections` = 0 is out of range"),
+            ("max_ips = -1\n", "`max_ips` = -1 is out of range"),
+            ("quota = \"lots\"\n", "is not a size"),
+            ("quota = 0\n", "not positive"),
+            ("quota_reset = \"weekly\"\n", "quota_reset"),
+            ("expires = \"2025-02-30\"\n", "not a calendar date"),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert!(e.starts_with("/etc/test.toml:3:") && e.contains(want), "{extra}: {e}");
+        }
+        let e = parse("[fake_tls]\ndomains = [\"bad domain\"]\n").unwrap_err();
+        assert!(e.starts_with("/etc/test.toml:2:"), "{e}");
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("5 parsecs").is_err());
+    }
 
     fn parse(text: &str) -> Result<Config, String> {
         parse_str(text, Path::new("/etc/test.toml")).map_err(|e| e.to_string())

@@ -1,0 +1,353 @@
+//! Per-user limits, enforced when an authenticated client is admitted (design.md "data path":
+//! after the handshake, before the upstream connect): expiry date, data quota (optionally per
+//! calendar month), connections open at once, distinct client IPs open at once.
+//!
+//! A refused client is closed with one log line naming the user and the reason (never a
+//! secret):
+//! ```text
+//! connection refused client=203.0.113.9:51234 user=alice reason=max_ips
+//! ```
+//! Open connections of a user whose quota runs out or whose expiry passes are closed by
+//! [`Limits::enforce`] (within about a second, plus the relay's flush batch):
+//! ```text
+//! connections closed user=alice reason=quota
+//! ```
+//! Why after the handshake: only then is the user known; the client has proven the secret, so
+//! closing it reveals nothing to a prober.
+//!
+//! Data usage is the user's relayed bytes (both directions, from [`UserStats`], flushed in
+//! batches of `stats::FLUSH_BYTES` per connection, so the quota is exact to that batch per
+//! open connection) plus what earlier runs counted in the same period, which `serve` persists
+//! with [`Limits::usage_table`] / [`Limits::restore_usage`] so a restart does not reset it.
+//! The state is kept by user name, so it survives reloads like the statistics do.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::date::month_index;
+use crate::config::User;
+use crate::events::ClientAddr;
+use crate::stats::UserStats;
+use tokio_util::sync::CancellationToken;
+
+/// Why a user's new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Expired,
+    Quota,
+    MaxConnections,
+    MaxIps,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] = [Refusal::Expired, Refusal::Quota, Refusal::MaxConnections, Refusal::MaxIps];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Expired => "expired",
+            Refusal::Quota => "quota",
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxIps => "max_ips",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Open {
+    total: u32,
+    ips: HashMap<IpAddr, u32>,
+}
+
+/// Quota accounting: used = `base` + (relayed bytes now - `mark`), within `period`.
+#[derive(Default)]
+struct Quota {
+    period: i64,
+    base: u64,
+    mark: u64,
+    started: bool,
+}
+
+#[derive(Default)]
+struct UserState {
+    open: Mutex<Open>,
+    quota: Mutex<Quota>,
+    /// Cancelled (and replaced) to close the open connections of a user over quota or expired.
+    cut: Mutex<CancellationToken>,
+}
+
+/// Limit state of every user, by name.
+#[derive(Default)]
+pub struct Limits {
+    users: Mutex<HashMap<String, Arc<UserState>>>,
+    /// Refusals by reason (index: [`Refusal::index`]).
+    pub refused: [AtomicU64; Refusal::ALL.len()],
+}
+
+/// Holds a user's connection slot and IP slot; released on drop.
+pub struct Lease {
+    state: Arc<UserState>,
+    ip: IpAddr,
+    /// Cancelled when [`Limits::enforce`] closes this user's connections.
+    pub cut: CancellationToken,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut open = self.state.open.lock().unwrap();
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.ips.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.ips.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn relayed(stats: &UserStats) -> u64 {
+    stats.bytes_from_client.load(Relaxed) + stats.bytes_to_client.load(Relaxed)
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The quota period an instant falls in for this user: its month, or 0 for "never resets".
+fn period(user: &User, now: SystemTime) -> i64 {
+    if user.limits.quota_monthly {
+        month_index(unix(now))
+    } else {
+        0
+    }
+}
+
+impl Limits {
+    fn state(&self, name: &str) -> Arc<UserState> {
+        self.users.lock().unwrap().entry(name.to_string()).or_default().clone()
+    }
+
+    /// Bytes the user has used in the current quota period.
+    pub fn used(&self, user: &User, stats: &UserStats, now: SystemTime) -> u64 {
+        let st = self.state(&user.name);
+        let mut q = st.quota.lock().unwrap();
+        Self::roll(&mut q, period(user, now), relayed(stats));
+        q.base + relayed(stats).saturating_sub(q.mark)
+    }
+
+    fn roll(q: &mut Quota, period: i64, relayed_now: u64) {
+        if !q.started {
+            // Everything this process relayed counts towards the first period it sees.
+            *q = Quota { period, base: 0, mark: 0, started: true };
+        } else if q.period != period {
+            *q = Quota { period, base: 0, mark: relayed_now, started: true };
+        }
+    }
+
+    /// Admit a new connection of `user` from `ip`, or say why not.
+    pub fn admit(&self, user: &User, stats: &UserStats, ip: IpAddr, now: SystemTime) -> Result<Lease, Refusal> {
+        let l = &user.limits;
+        let result = (|| {
+            if l.expires.is_some_and(|e| now >= e) {
+                return Err(Refusal::Expired);
+            }
+            if let Some(q) = l.quota_bytes {
+                if self.used(user, stats, now) >= q {
+                    return Err(Refusal::Quota);
+                }
+            }
+            let state = self.state(&user.name);
+            let mut open = state.open.lock().unwrap();
+            if l.max_connections.is_some_and(|m| open.total >= m) {
+                return Err(Refusal::MaxConnections);
+            }
+            if l.max_ips.is_some_and(|m| !open.ips.contains_key(&ip) && open.ips.len() as u32 >= m) {
+                return Err(Refusal::MaxIps);
+            }
+            open.total += 1;
+            *open.ips.entry(ip).or_default() += 1;
+            drop(open);
+            let cut = state.cut.lock().unwrap().clone();
+            Ok(Lease { state, ip, cut })
+        })();
+        if let Err(r) = result {
+            self.refused[r.index()].fetch_add(1, Relaxed);
+        }
+        result
+    }
+
+    /// Close the open connections of users whose quota is used up or whose expiry has passed;
+    /// `serve` calls this every second. Returns who was cut and why (the caller logs it).
+    pub fn enforce(&self, users: &[(User, Arc<UserStats>)], now: SystemTime) -> Vec<(String, Refusal)> {
+        let mut cut = Vec::new();
+        for (u, s) in users {
+            let Some(state) = self.users.lock().unwrap().get(&u.name).cloned() else { continue };
+            if state.open.lock().unwrap().total == 0 {
+                continue;
+            }
+            let reason = if u.limits.expires.is_some_and(|e| now >= e) {
+                Some(Refusal::Expired)
+            } else if u.limits.quota_bytes.is_some_and(|q| self.used(u, s, now) >= q) {
+                Some(Refusal::Quota)
+            } else {
+                None
+            };
+            if let Some(r) = reason {
+                let mut token = state.cut.lock().unwrap();
+                token.cancel();
+                *token = CancellationToken::new();
+                cut.push((u.name.clone(), r));
+            }
+        }
+        cut
+    }
+
+    /// Every user's usage in its current period, for persisting: `(name, period, bytes)`.
+    pub fn usage_table(&self, users: &[(User, Arc<UserStats>)], now: SystemTime) -> Vec<(String, i64, u64)> {
+        users.iter().map(|(u, s)| (u.name.clone(), period(u, now), self.used(u, s, now))).collect()
+    }
+
+    /// Restore usage counted by an earlier run; entries from another period are ignored.
+    /// Call before the users relay anything (at start).
+    pub fn restore_usage(&self, users: &[(User, Arc<UserStats>)], saved: &[(String, i64, u64)], now: SystemTime) {
+        for (u, s) in users {
+            if let Some((_, p, bytes)) = saved.iter().find(|(n, p, _)| *n == u.name && *p == period(u, now)) {
+                let st = self.state(&u.name);
+                let mut q = st.quota.lock().unwrap();
+                *q = Quota { period: *p, base: *bytes, mark: relayed(s), started: true };
+            }
+        }
+    }
+}
+
+/// The usage file: one `name period bytes` line per user (names never contain spaces).
+pub fn format_usage(table: &[(String, i64, u64)]) -> String {
+    let mut out = String::from("# vless-mtproxy data usage per user: name, period (0 = never resets, else year*12+month-1), bytes\n");
+    for (n, p, b) in table {
+        out.push_str(&format!("{n} {p} {b}\n"));
+    }
+    out
+}
+
+/// Read a usage file; lines that do not parse are skipped.
+pub fn parse_usage(text: &str) -> Vec<(String, i64, u64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Write the log line of a user whose open connections a limit closed.
+pub fn log_cut(user: &str, reason: Refusal) {
+    tracing::warn!(target: "vless_mtproxy::limits", "connections closed user={} reason={}", user, reason.as_str());
+}
+
+/// Write the one log line of a refused connection.
+pub fn log_refusal(client: SocketAddr, user: &str, reason: Refusal) {
+    tracing::warn!(target: "vless_mtproxy::limits", "connection refused client={} user={} reason={}", ClientAddr(client), user, reason.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UserLimits;
+    use std::time::Duration;
+
+    fn user(limits: UserLimits) -> User {
+        User {
+            name: "u".into(),
+            secret: mtproxy_proto::Secret::from_bytes([7; 16]),
+            kind: mtproxy_proto::SecretKind::Padded,
+            enabled: true,
+            previous_secret: None,
+            created: None,
+            rotated: None,
+            limits,
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn connection_and_ip_slots_are_counted_and_released() {
+        let l = Limits::default();
+        let s = UserStats::default();
+        let u = user(UserLimits { max_connections: Some(3), max_ips: Some(1), ..Default::default() });
+        let now = SystemTime::now();
+        let a1 = l.admit(&u, &s, A, now).unwrap();
+        let _a2 = l.admit(&u, &s, A, now).unwrap();
+        assert_eq!(l.admit(&u, &s, B, now).err(), Some(Refusal::MaxIps));
+        let _a3 = l.admit(&u, &s, A, now).unwrap();
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::MaxConnections));
+        drop(a1);
+        assert!(l.admit(&u, &s, A, now).is_ok());
+        assert_eq!(l.refused[Refusal::MaxIps.index()].load(Relaxed), 1);
+    }
+
+    #[test]
+    fn expiry_and_quota() {
+        let l = Limits::default();
+        let s = UserStats::default();
+        let now = SystemTime::now();
+        let u = user(UserLimits { expires: Some(now), ..Default::default() });
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::Expired));
+        assert!(l.admit(&u, &s, A, now - Duration::from_secs(1)).is_ok());
+        let u = user(UserLimits { quota_bytes: Some(1000), quota_monthly: true, ..Default::default() });
+        assert!(l.admit(&u, &s, A, now).is_ok());
+        s.bytes_to_client.store(1000, Relaxed);
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::Quota));
+        // Next month the quota starts again.
+        assert!(l.admit(&u, &s, A, now + Duration::from_secs(32 * 86400)).is_ok());
+    }
+
+    #[test]
+    fn enforce_cuts_open_connections_over_quota_or_expired() {
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), ..Default::default() });
+        let lease = l.admit(&u, &s, A, now).unwrap();
+        assert!(l.enforce(&[(u.clone(), s.clone())], now).is_empty());
+        assert!(!lease.cut.is_cancelled());
+        s.bytes_from_client.store(1000, Relaxed);
+        assert_eq!(l.enforce(&[(u.clone(), s.clone())], now), vec![("u".to_string(), Refusal::Quota)]);
+        assert!(lease.cut.is_cancelled());
+        // The admin raises the quota: a new connection gets a fresh token.
+        let raised = user(UserLimits { quota_bytes: Some(5000), ..Default::default() });
+        let lease2 = l.admit(&raised, &s, A, now).unwrap();
+        assert!(!lease2.cut.is_cancelled());
+        let expired = user(UserLimits { expires: Some(now), ..Default::default() });
+        assert_eq!(l.enforce(&[(expired, s.clone())], now), vec![("u".to_string(), Refusal::Expired)]);
+        assert!(lease2.cut.is_cancelled());
+        drop((lease, lease2));
+        assert!(l.enforce(&[(u, s)], now).is_empty(), "nothing open, nothing to cut");
+    }
+
+    #[test]
+    fn usage_survives_a_restart_within_the_period() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), ..Default::default() });
+        let first = Limits::default();
+        let s1 = Arc::new(UserStats::default());
+        s1.bytes_from_client.store(600, Relaxed);
+        let text = format_usage(&first.usage_table(&[(u.clone(), s1.clone())], now));
+        let saved = parse_usage(&text);
+        assert_eq!(saved, vec![("u".to_string(), 0, 600)]);
+        let second = Limits::default();
+        let s2 = Arc::new(UserStats::default());
+        second.restore_usage(&[(u.clone(), s2.clone())], &saved, now);
+        assert!(second.admit(&u, &s2, A, now).is_ok());
+        s2.bytes_to_client.store(400, Relaxed);
+        assert_eq!(second.admit(&u, &s2, A, now).err(), Some(Refusal::Quota));
+    }
+}
