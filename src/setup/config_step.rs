@@ -38,8 +38,9 @@ pub struct ConfigOutcome {
     pub notes: Vec<String>,
 }
 
-/// The text of a fresh configuration.
-pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret) -> String {
+/// The text of a fresh configuration. `state_dir` is the writable folder for the pid and usage
+/// files as the proxy sees it (the configuration folder may be mounted read-only).
+pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &str) -> String {
     let mut t = String::from(
         "# vless-mtproxy configuration, written by `vless-mtproxy setup`. Every field is documented in\n\
          # config.example.toml. This file holds secrets: keep it mode 0600. The proxy reloads it within\n\
@@ -51,6 +52,7 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret) -> String {
         None => t += "# public_host = \"proxy.example.org\"   # host or IP put in links; default: a local address\n",
     }
     t += &format!("workers = {}\n", answers.workers);
+    t += &format!("pid_file = \"{state_dir}/proxy.pid\"\n\n[limits]\nusage_file = \"{state_dir}/usage\"\n");
     if let Some(tag) = &answers.ad_tag {
         t += &format!("\n[promoted_channel]\nad_tag = \"{tag}\"\n");
     }
@@ -108,12 +110,12 @@ pub fn run_cli(binary: &Path, config_file: &Path, args: &[String]) -> Result<(),
 }
 
 /// Create the file, or bring an existing one to the answers.
-pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u32, u32)>, binary: &Path) -> Result<ConfigOutcome, ConfigStepError> {
+pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u32, u32)>, binary: &Path, state_dir: &str) -> Result<ConfigOutcome, ConfigStepError> {
     let mut outcome = ConfigOutcome::default();
     let Some(existing) = load_existing(path)? else {
         let mut bytes = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut bytes);
-        let text = fresh_text(answers, first_user, &Secret::from_bytes(bytes));
+        let text = fresh_text(answers, first_user, &Secret::from_bytes(bytes), state_dir);
         config::parse_str(&text, path).map_err(ConfigStepError::Generated)?;
         files::write_if_changed(path, text.as_bytes(), 0o600, owner)?;
         outcome.created = true;
@@ -170,11 +172,12 @@ mod tests {
         let s = Secret::from_bytes([7; 16]);
         for (kind, domain) in [(Kind::Classic, None), (Kind::Dd, None), (Kind::Ee, Some("www.example.com".to_string()))] {
             let a = Answers { port: 9443, workers: 3, kind, domain, ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: Some("203.0.113.7".into()) };
-            let text = fresh_text(&a, "default", &s);
+            let text = fresh_text(&a, "default", &s, "/var/lib/vless-mtproxy");
+            assert!(text.contains("pid_file = \"/var/lib/vless-mtproxy/proxy.pid\"") && text.contains("usage_file = \"/var/lib/vless-mtproxy/usage\""));
             let cfg = config::parse_str(&text, Path::new("t")).unwrap();
             assert_eq!(answers_of(&cfg), a, "{text}");
         }
-        let cfg = config::parse_str(&fresh_text(&Answers::default(), "default", &s), Path::new("t")).unwrap();
+        let cfg = config::parse_str(&fresh_text(&Answers::default(), "default", &s, "/d"), Path::new("t")).unwrap();
         assert_eq!(answers_of(&cfg), Answers::default());
     }
 }

@@ -12,6 +12,7 @@ mod compose;
 pub mod config_step;
 pub mod files;
 pub mod host;
+pub mod hostsec_step;
 pub mod options;
 mod runtime;
 pub mod state;
@@ -80,6 +81,19 @@ pub struct SetupArgs {
     /// Any other `serve` option, passed through (repeatable), e.g. --serve-arg=--drain=5s.
     #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
     serve_args: Vec<String>,
+    /// UFW rule for the port: allow (default), limit (6 connections per 30 s per address:
+    /// Telegram clients open several at once), or off.
+    #[arg(long, default_value = "allow", value_parser = ["allow", "limit", "off"])]
+    ufw: String,
+    /// Options passed to `vless-mtproxy ufw` (tests: --ufw-rootdir DIR --ufw-datadir DIR).
+    #[arg(long = "ufw-arg", value_name = "ARG", allow_hyphen_values = true, hide = true)]
+    ufw_args: Vec<String>,
+    /// fail2ban's folder; the filter and jail are written there when it exists.
+    #[arg(long, default_value = "/etc/fail2ban")]
+    fail2ban_dir: PathBuf,
+    /// Which failures ban: all (default), replay-and-flood (for users behind carrier NAT), off.
+    #[arg(long, default_value = "all", value_parser = ["all", "replay-and-flood", "off"])]
+    fail2ban_mode: String,
     /// Seconds to wait for the proxy's health check.
     #[arg(long, default_value_t = 30)]
     health_timeout: u64,
@@ -254,7 +268,7 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     }
     let exe = std::env::current_exe().map_err(|e| SetupError::Other(format!("cannot find this program's own file: {e}")))?;
 
-    let mut steps = Steps { total: 7, n: 0 };
+    let mut steps = Steps { total: 8, n: 0 };
     steps.next("Checking the host");
     if rt.is_container() {
         host::check_static_binary(&exe)?;
@@ -277,7 +291,8 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
 
     steps.next("Writing the configuration");
     let cfg_owner = if rt.is_container() { Some((owner, group)) } else { Some((0, 0)) };
-    let outcome = config_step::apply(&paths.config_file(), &answers, &args.first_user, cfg_owner, &paths.binary())?;
+    let state_dir = if rt.is_container() { templates::IN_DATA_DIR.to_string() } else { paths.data_dir.display().to_string() };
+    let outcome = config_step::apply(&paths.config_file(), &answers, &args.first_user, cfg_owner, &paths.binary(), &state_dir)?;
     steps.detail(&format!("{} ({})", paths.config_file().display(), if outcome.created { "created, mode 0600" } else { "kept" }));
     for c in &outcome.commands {
         steps.detail(&format!("applied: vless-mtproxy {c}"));
@@ -297,6 +312,9 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         binaries,
         ..Default::default()
     };
+    steps.next("Firewall rule and fail2ban jail");
+    host_security(&args, &paths, &answers, previous.as_ref(), &mut new_state, &steps);
+
     if rt.is_container() {
         steps.next(&format!("Building the image {IMAGE} with {}", rt.name()));
         let image_id = runtime::build_image(rt, &paths)?;
@@ -339,6 +357,47 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     steps.detail(&format!("accepting connections on port {}", answers.port));
     print_finish(&paths, rt, &new_state);
     Ok(ExitCode::SUCCESS)
+}
+
+/// UFW and fail2ban through the binary's own commands; reported, never fatal.
+fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: Option<&InstallState>, state: &mut InstallState, steps: &Steps) {
+    let bin = paths.binary();
+    let cfg = paths.config_file();
+    let say = |prefix: &str, c: &hostsec_step::Called| {
+        for line in c.text.lines() {
+            steps.detail(&format!("{prefix}{line}"));
+        }
+    };
+    if let Some(old) = previous.and_then(|p| p.ufw_port).filter(|p| *p != answers.port) {
+        let c = hostsec_step::call(&bin, &cfg, &hostsec_step::ufw_args("remove", old, &args.ufw_args));
+        say(if c.ok { "ufw (old port): " } else { "warning: ufw (old port): " }, &c);
+    }
+    if args.ufw != "off" {
+        let c = hostsec_step::call(&bin, &cfg, &hostsec_step::ufw_args(&args.ufw, answers.port, &args.ufw_args));
+        say(if c.ok { "ufw: " } else { "warning: ufw: " }, &c);
+        if c.ok {
+            state.ufw_port = Some(answers.port);
+            state.ufw_args = args.ufw_args.clone();
+        }
+    } else {
+        steps.detail("ufw: off (open the port in your firewall yourself)");
+    }
+    if args.fail2ban_mode == "off" {
+        steps.detail("fail2ban: off");
+    } else if !args.fail2ban_dir.is_dir() {
+        steps.detail(&format!("fail2ban: {} does not exist (fail2ban not installed); no jail written", args.fail2ban_dir.display()));
+    } else {
+        let before = hostsec_step::fail2ban_files(&args.fail2ban_dir);
+        let c = hostsec_step::call(&bin, &cfg, &hostsec_step::fail2ban_args(&args.fail2ban_dir, &paths.log_file(), answers.port, &args.fail2ban_mode));
+        say(if c.ok { "fail2ban: " } else { "warning: fail2ban: " }, &c);
+        if c.ok {
+            state.fail2ban_dir = Some(args.fail2ban_dir.clone());
+            if before != hostsec_step::fail2ban_files(&args.fail2ban_dir) && host::on_path("fail2ban-client") {
+                let reloaded = host::succeeds("fail2ban-client", &["reload"], Duration::from_secs(20));
+                steps.detail(if reloaded { "fail2ban: reloaded" } else { "fail2ban: not running, the jail is used when it starts" });
+            }
+        }
+    }
 }
 
 /// Copy this program to the install folder (when it is not already there) and point the

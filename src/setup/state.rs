@@ -46,6 +46,14 @@ pub struct InstallState {
     pub vless_compose: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logrotate_file: Option<PathBuf>,
+    /// The port whose UFW rule setup added (uninstall runs `ufw remove --port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ufw_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ufw_args: Vec<String>,
+    /// Where setup wrote the fail2ban filter and jail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail2ban_dir: Option<PathBuf>,
 }
 
 impl InstallState {

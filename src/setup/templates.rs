@@ -24,6 +24,7 @@ pub const CONTAINER_GID: u32 = 65534;
 /// Paths inside the container.
 pub const IN_CONFIG_DIR: &str = "/etc/vless-mtproxy";
 pub const IN_LOG_FILE: &str = "/var/log/vless-mtproxy/proxy.log";
+pub const IN_DATA_DIR: &str = "/var/lib/vless-mtproxy";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
@@ -119,7 +120,7 @@ impl ContainerSpec {
         a.extend(["--security-opt".into(), "no-new-privileges".into()]);
         a.extend(["-v".into(), format!("{}:{IN_CONFIG_DIR}:ro", p(&paths.config_dir))]);
         a.extend(["-v".into(), format!("{}:/var/log/vless-mtproxy", p(&paths.log_dir))]);
-        a.extend(["-v".into(), format!("{}:/var/lib/vless-mtproxy", p(&paths.data_dir))]);
+        a.extend(["-v".into(), format!("{}:{IN_DATA_DIR}", p(&paths.data_dir))]);
         a.extend(["--label".into(), format!("vless-mtproxy.spec={label}")]);
         a.push(IMAGE.into());
         a.extend(self.serve.iter().cloned());

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::setup::files;
 use crate::setup::host;
+use crate::setup::hostsec_step;
 use crate::setup::options::{self, DEFAULT_DATA_DIR};
 use crate::setup::state::{InstallState, StateError};
 
@@ -96,9 +97,19 @@ fn run_inner(args: &UninstallArgs) -> Result<(), UninstallError> {
         return Err(UninstallError::NotConfirmed);
     }
     let mut done: Vec<String> = Vec::new();
+    let exe = std::env::current_exe().map_err(|e| UninstallError::Failed(format!("cannot find this program's own file: {e}")))?;
+    let config_file = state.config_dir.join(options::CONFIG_FILE);
     let setup_dir = options::setup_dir(&state.data_dir);
     let backup_dir = setup_dir.join("backup");
 
+    if let Some(port) = state.ufw_port {
+        let c = hostsec_step::call(&exe, &config_file, &hostsec_step::ufw_args("remove", port, &state.ufw_args));
+        done.push(if c.ok { format!("ufw: {}", c.text) } else { format!("warning: ufw remove: {}", c.text) });
+    }
+    if let Some(dir) = &state.fail2ban_dir {
+        let c = hostsec_step::call(&exe, &config_file, &["fail2ban-config".to_string(), "--remove".to_string(), dir.display().to_string()]);
+        done.push(if c.ok { format!("fail2ban: {}", c.text.replace('\n', "; ")) } else { format!("warning: fail2ban: {}", c.text) });
+    }
     if state.container.is_some() {
         if host::on_path(&state.runtime) {
             done.extend(crate::setup::runtime_remove(&state.runtime));
@@ -133,7 +144,6 @@ fn run_inner(args: &UninstallArgs) -> Result<(), UninstallError> {
         remove_file(b, &mut done);
     }
 
-    let config_file = state.config_dir.join(options::CONFIG_FILE);
     if args.purge {
         remove_dir(&state.config_dir, &mut done);
         remove_dir(&state.log_dir, &mut done);
