@@ -35,25 +35,6 @@ pub fn call(binary: &Path, config: &Path, args: &[String]) -> Called {
     }
 }
 
-/// UFW: `allow` (default), `limit`, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UfwMode {
-    Allow,
-    Limit,
-    Off,
-}
-
-impl UfwMode {
-    pub fn parse(s: &str) -> Result<Self, crate::setup::options::Invalid> {
-        match s {
-            "allow" => Ok(UfwMode::Allow),
-            "limit" => Ok(UfwMode::Limit),
-            "off" => Ok(UfwMode::Off),
-            o => Err(crate::setup::options::Invalid(format!("--ufw `{o}`: use allow, limit or off"))),
-        }
-    }
-}
-
 /// `ufw allow|limit --port P` plus the pass-through options (tests give a private rootdir).
 pub fn ufw_args(action: &str, port: u16, extra: &[String]) -> Vec<String> {
     let mut a = vec!["ufw".to_string(), action.to_string(), "--port".to_string(), port.to_string()];
@@ -101,7 +82,5 @@ mod tests {
         assert_eq!(ufw_args("allow", 8443, &["--ufw-rootdir".into(), "/r".into()]), ["ufw", "allow", "--port", "8443", "--ufw-rootdir", "/r"]);
         let f = fail2ban_args(Path::new("/etc/fail2ban"), Path::new("/l/proxy.log"), 443, "all");
         assert_eq!(&f[..9], ["fail2ban-config", "--write", "/etc/fail2ban", "--log", "/l/proxy.log", "--port", "443", "--mode", "all"]);
-        assert_eq!(UfwMode::parse("limit").unwrap(), UfwMode::Limit);
-        assert!(UfwMode::parse("deny").is_err());
     }
 }

@@ -108,6 +108,15 @@ def test_podman_install_lifecycle(layout, podman_env, fakedc):
         res = td_ping("127.0.0.1", 18443, s)
         assert res["ok"], "after stop/start: %s" % res
 
+    # --- a run with a new port changes only the port (through `set-port`): users and secrets stay
+    r, _ = run_setup(layout, env, "--non-interactive", "--port", "18446", "--ufw", "off", "--fail2ban-mode", "off")
+    assert r.returncode == 0, "setup with a new port failed:\n%s\n%s" % (r.stdout, r.stderr)
+    assert "applied: vless-mtproxy set-port 18446" in r.stdout, r.stdout
+    assert layout.port() == 18446 and layout.client_secret("default") == secret and layout.client_secret("alice") == alice
+    for s in (secret, alice):
+        res = td_ping("127.0.0.1", 18446, s)
+        assert res["ok"], "on the new port: %s" % res
+
     # --- uninstall: nothing left but the configuration and its backup
     r = subprocess.run([str(layout.installed), "uninstall", "--data-dir", str(layout.data_dir)], env=env,
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
