@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -182,8 +183,13 @@ class Layout:
 
 
 @pytest.fixture
-def layout(tmp_path, static_bin):
-    return Layout(tmp_path / "host", static_bin)
+def layout(static_bin):
+    """Under a world-traversable folder, as /opt is: the container user (65534) and logrotate's
+    `su 65534` must reach the log and data folders (pytest's own temporary root is 0700)."""
+    base = Path(tempfile.mkdtemp(prefix="vmtp-install-"))
+    base.chmod(0o755)
+    yield Layout(base / "host", static_bin)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ and uninstall leaves no container, image or compose entry behind."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import time
 
@@ -77,6 +79,23 @@ def test_podman_install_lifecycle(layout, podman_env, fakedc):
     assert wait_until(lambda: log.is_file() and "listening" in log.read_text(), 10), "no log file in %s" % layout.log_dir
     assert secret[2:] not in log.read_text()
     assert "pid file" not in log.read_text() and "cannot save" not in log.read_text(), log.read_text()
+
+    # --- logrotate with the installed snippet: copytruncate, and the proxy goes on writing
+    assert shutil.which("logrotate"), "logrotate is required (apt-get install logrotate)"
+    rotated = subprocess.run(["logrotate", "-f", "-s", str(layout.base / "logrotate.state"),
+                              str(layout.logrotate_dir / "vless-mtproxy")], capture_output=True, text=True, timeout=60)
+    assert rotated.returncode == 0, rotated.stderr
+    assert (layout.log_dir / "proxy.log.1").is_file() and "listening" in (layout.log_dir / "proxy.log.1").read_text()
+    assert log.stat().st_size == 0 or "listening" not in log.read_text()
+    with socket.create_connection(("127.0.0.1", 18443), timeout=5) as c:  # a failed handshake gets logged
+        c.sendall(b"\0" * 64)
+        c.settimeout(5)
+        try:
+            c.recv(1)
+        except OSError:
+            pass
+    assert wait_until(lambda: "handshake failed" in log.read_text(), 15), "no new line after the rotation"
+    assert log.read_text().startswith("20"), "the line must land at the start of the truncated file"
 
     # --- a second run with the seed's environment form and the same answers changes nothing
     before = layout.snapshot()
