@@ -200,10 +200,15 @@ impl Steps {
 }
 
 pub fn run(args: SetupArgs) -> ExitCode {
+    let state_file = options::state_file(&args.data_dir);
+    let rendering = args.render.is_some();
     match run_inner(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
+            if !rendering && state_file.exists() {
+                eprintln!("Fix the cause and run setup again, or undo what was done: vless-mtproxy uninstall --data-dir {}", state_file.parent().and_then(|p| p.parent()).unwrap_or(Path::new("/")).display());
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -312,8 +317,29 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         binaries,
         ..Default::default()
     };
+    // The record is complete before anything is built or started, so a setup that fails half
+    // way can still be undone by uninstall.
+    let vless_compose = rt.is_container() && paths.vless_compose.is_file();
+    if rt.is_container() {
+        new_state.container = Some(SERVICE.into());
+        new_state.image = Some(IMAGE.into());
+        if vless_compose {
+            new_state.vless_compose = Some(paths.vless_compose.clone());
+        } else {
+            new_state.own_compose = Some(paths.own_compose());
+        }
+    } else {
+        new_state.unit_file = Some(paths.unit_file());
+    }
+    if paths.logrotate_dir.is_dir() {
+        new_state.logrotate_file = Some(paths.logrotate_file());
+    }
     steps.next("Firewall rule and fail2ban jail");
     host_security(&args, &paths, &answers, previous.as_ref(), &mut new_state, &steps);
+    files::write_if_changed(&paths.state_file(), new_state.to_text().as_bytes(), 0o600, None)?;
+    if let Some(f) = &new_state.logrotate_file {
+        files::write_if_changed(f, templates::logrotate(&paths, owner, group)?.as_bytes(), 0o644, None)?;
+    }
 
     if rt.is_container() {
         steps.next(&format!("Building the image {IMAGE} with {}", rt.name()));
@@ -322,35 +348,25 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         let spec = ContainerSpec::new(&answers, publish, &serve_extra);
         let block = spec.compose_service(&paths)?;
         steps.next(&format!("Starting the container {SERVICE}"));
-        let compose_file = if paths.vless_compose.is_file() {
+        let compose_file = if vless_compose {
             let o = compose::add_to_existing(&paths.vless_compose, &block, &paths.backup_dir())?;
             if let compose::Outcome::Written { backup: Some(b) } = &o {
                 steps.detail(&format!("added the service to {} (backup: {})", paths.vless_compose.display(), b.display()));
             }
-            new_state.vless_compose = Some(paths.vless_compose.clone());
             paths.vless_compose.clone()
         } else {
             compose::write_own(&paths.own_compose(), &block)?;
-            new_state.own_compose = Some(paths.own_compose());
             paths.own_compose()
         };
         let d = runtime::deploy_container(rt, &paths, &spec, &image_id, &compose_file)?;
         steps.detail(if d.restarted { "started" } else { "already running with this configuration" });
-        new_state.container = Some(SERVICE.into());
-        new_state.image = Some(IMAGE.into());
     } else {
         steps.next("Writing the systemd unit");
         let unit = templates::unit(&paths, &answers, &serve_extra)?;
         steps.next("Starting the service vless-mtproxy");
         let d = runtime::deploy_systemd(&paths, &unit, binary_changed)?;
         steps.detail(if d.restarted { "started" } else { "already running with this configuration" });
-        new_state.unit_file = Some(paths.unit_file());
     }
-    if paths.logrotate_dir.is_dir() {
-        files::write_if_changed(&paths.logrotate_file(), templates::logrotate(&paths, owner, group)?.as_bytes(), 0o644, None)?;
-        new_state.logrotate_file = Some(paths.logrotate_file());
-    }
-    files::write_if_changed(&paths.state_file(), new_state.to_text().as_bytes(), 0o600, None)?;
 
     steps.next("Checking the proxy's health");
     runtime::wait_healthy(rt, &paths, Duration::from_secs(args.health_timeout))?;

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import podman, td_ping, wait_until
 
 
@@ -154,3 +156,40 @@ def test_podman_install_lifecycle(layout, podman_env, fakedc):
     backups = list((layout.data_dir / "setup" / "backup").glob("config.toml.*.bak"))
     assert backups and backups[0].read_text() == layout.config.read_text()
     assert not (layout.data_dir / "setup" / "install-state.toml").exists()
+
+
+@pytest.mark.parametrize("port,network", [(443, "host"), (18447, "publish")])
+def test_low_port_and_published_port(layout, podman_env, port, network):
+    """A port below 1024 works for the non-root container (only NET_BIND_SERVICE added); with
+    --network publish the port is published (-p) and the container has its own network, so the
+    fake DC is reached through the bridge's gateway address."""
+    from fakedc import FakeDC
+    env = podman_env
+    dc = FakeDC(host="0.0.0.0").start()
+    try:
+        dc_host = "127.0.0.1"
+        if network == "publish":
+            podman(env, "network", "exists", "podman")
+            dc_host = podman(env, "network", "inspect", "podman", "--format",
+                             "{{range .Subnets}}{{.Gateway}}{{end}}").stdout.strip()
+            assert dc_host, "the podman network has no gateway address"
+        r, _ = run_setup(layout, env, "--non-interactive", "--runtime", "podman", "--port", str(port), "--network", network,
+                         "--public-host", "127.0.0.1", "--dc-override", "*=%s:%d" % (dc_host, dc.port),
+                         "--ufw", "off", "--fail2ban-mode", "off")
+        assert r.returncode == 0, "setup failed:\n%s\n%s" % (r.stdout, r.stderr)
+        pid, mode = podman(env, "container", "inspect", "--format", "{{.State.Pid}} {{.HostConfig.NetworkMode}}",
+                           "vless_mtproxy").stdout.split()
+        status = open("/proc/%s/status" % pid).read()
+        caps = {k: int(v, 16) for k, v in (l.split(":\t") for l in status.splitlines() if l.startswith(("CapEff", "CapBnd")))}
+        bind = 1 << 10  # CAP_NET_BIND_SERVICE
+        assert caps == ({"CapEff": bind, "CapBnd": bind} if port < 1024 else {"CapEff": 0, "CapBnd": 0}), (status, caps)
+        assert "Uid:\t65534" in status
+        assert (mode == "host") == (network == "host"), mode
+        res = td_ping("127.0.0.1", port, layout.client_secret("default"))
+        assert res["ok"], "TDLib through the %s-network container on port %d: %s" % (network, port, res)
+        r = subprocess.run([str(layout.installed), "uninstall", "--yes", "--purge", "--data-dir", str(layout.data_dir)],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert podman(env, "ps", "-a", "-q").stdout.strip() == ""
+    finally:
+        dc.stop()
