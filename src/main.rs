@@ -38,7 +38,7 @@ enum Command {
     #[command(flatten)]
     Ops(cli::Ops),
     /// Install the proxy on this host: wizard, or --non-interactive with flags.
-    Setup(setup::SetupArgs),
+    Setup(Box<setup::SetupArgs>),
     /// Remove what setup installed (the configuration is kept unless --purge).
     Uninstall(uninstall::UninstallArgs),
     /// Exit 0 when the proxy accepts connections (the container health check).
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(multicall_args());
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).map(|()| ExitCode::SUCCESS),
-        Command::Setup(args) => Ok(setup::run(args)),
+        Command::Setup(args) => Ok(setup::run(*args)),
         Command::Uninstall(args) => Ok(uninstall::run(args)),
         Command::Health(args) => health::run(&cli.config, args),
         Command::Ops(op) => cli::run(&cli.config, op),
