@@ -13,11 +13,11 @@ use qrcode::{Color, QrCode};
 #[derive(Debug, thiserror::Error)]
 pub enum QrError {
     #[error("the link does not fit in a QR code: {0}")]
-    Encode(#[from] qrcode::types::QrError),
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Encode(qrcode::types::QrError),
+    #[error("cannot write {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
     #[error("cannot encode the PNG: {0}")]
-    Png(#[from] png::EncodingError),
+    Png(png::EncodingError),
 }
 
 const SCALE: usize = 8;
@@ -25,7 +25,7 @@ const QUIET: usize = 4;
 
 /// The PNG image of a QR code of `text`.
 pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
-    let code = QrCode::new(text.as_bytes())?;
+    let code = QrCode::new(text.as_bytes()).map_err(QrError::Encode)?;
     let w = code.width();
     let colors = code.to_colors();
     let side = (w + 2 * QUIET) * SCALE;
@@ -42,20 +42,20 @@ pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
     let mut enc = png::Encoder::new(&mut out, side as u32, side as u32);
     enc.set_color(png::ColorType::Grayscale);
     enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header()?;
-    writer.write_image_data(&pixels)?;
-    writer.finish()?;
+    let mut writer = enc.write_header().map_err(QrError::Png)?;
+    writer.write_image_data(&pixels).map_err(QrError::Png)?;
+    writer.finish().map_err(QrError::Png)?;
     Ok(out)
 }
 
 /// The SVG document of a QR code of `text`.
 pub fn svg(text: &str) -> Result<String, QrError> {
-    let code = QrCode::new(text.as_bytes())?;
+    let code = QrCode::new(text.as_bytes()).map_err(QrError::Encode)?;
     Ok(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), QrError> {
-    let werr = |source| QrError::Write { path: path.to_path_buf(), source };
+    let werr = |err| QrError::Write { path: path.to_path_buf(), err };
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(werr)?;
     f.write_all(bytes).map_err(werr)
 }
@@ -63,7 +63,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), QrError> {
 /// Write `<dir>/<user>/proxy.png` and/or `proxy.svg` for `link`; returns the paths written.
 pub fn write_files(dir: &Path, user: &str, link: &str, want_png: bool, want_svg: bool) -> Result<Vec<PathBuf>, QrError> {
     let folder = dir.join(user);
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder).map_err(|source| QrError::Write { path: folder.clone(), source })?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder).map_err(|err| QrError::Write { path: folder.clone(), err })?;
     let mut written = Vec::new();
     if want_png {
         let p = folder.join("proxy.png");

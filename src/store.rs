@@ -26,12 +26,12 @@ use toml_edit::DocumentMut;
 pub enum StoreError {
     #[error("{path} does not exist; create it with `vless-mtproxy add-user NAME` (or start `serve` once), or pass --config")]
     Missing { path: PathBuf },
-    #[error("cannot lock {path}: {source}")]
-    Lock { path: PathBuf, source: std::io::Error },
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot lock {path}: {err}")]
+    Lock { path: PathBuf, err: std::io::Error },
+    #[error("cannot read {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("cannot write {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
     #[error("{0}\nThe file was not changed; fix it first (config.example.toml documents every field).")]
     Invalid(ConfigError),
     #[error("the change would make the configuration invalid, so the file was not changed:\n{0}")]
@@ -66,7 +66,7 @@ impl Store {
     pub fn lock(path: &Path) -> Result<Store, StoreError> {
         let lock_path = config::beside(path, "lock");
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Lock { path: lock_path.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|err| StoreError::Lock { path: lock_path.clone(), err })?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -75,8 +75,8 @@ impl Store {
             .truncate(false)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(|source| StoreError::Lock { path: lock_path.clone(), source })?;
-        file.lock().map_err(|source| StoreError::Lock { path: lock_path, source })?;
+            .map_err(|err| StoreError::Lock { path: lock_path.clone(), err })?;
+        file.lock().map_err(|err| StoreError::Lock { path: lock_path, err })?;
         Ok(Store { path: path.to_path_buf(), _lock: file })
     }
 
@@ -86,7 +86,7 @@ impl Store {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => NEW_FILE.to_string(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::Missing { path: self.path.clone() }),
-            Err(source) => return Err(StoreError::Read { path: self.path.clone(), source }),
+            Err(err) => return Err(StoreError::Read { path: self.path.clone(), err }),
         };
         let cfg = config::parse_str(&text, &self.path).map_err(StoreError::Invalid)?;
         let doc: DocumentMut = text.parse().map_err(|_| {
@@ -114,7 +114,7 @@ impl Store {
         let text = doc.to_string();
         let cfg = config::parse_str(&text, &self.path).map_err(StoreError::Rejected)?;
         crash_point(1);
-        let werr = |source| StoreError::Write { path: self.path.clone(), source };
+        let werr = |err| StoreError::Write { path: self.path.clone(), err };
         let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             Some(d) => d.to_path_buf(),
             None => PathBuf::from("."),

@@ -183,7 +183,7 @@ fn set_user_limits_writes_and_clears() {
     let l = env.config().users[0].limits.clone();
     assert_eq!((l.max_connections, l.max_ips, l.quota_bytes, l.quota_monthly), (Some(3), Some(2), Some(10 << 30), true));
     assert!(l.expires.is_some());
-    assert!(env.ok(&["list-users"]).contains("conns<=3,ips<=2"));
+    assert!(env.ok(&["list-users"]).contains("conns<=3,ips<=2,quota=10GiB/month,expires=2030-02-01T00:00:00Z"));
     env.ok(&["set-user-limits", "alice", "--max-ips", "none", "--expires", "none"]);
     let l = env.config().users[0].limits.clone();
     assert_eq!((l.max_connections, l.max_ips, l.expires), (Some(3), None, None));

@@ -74,6 +74,16 @@ pub fn domain(user: &User) -> Option<&str> {
     }
 }
 
+/// A byte count in the largest unit that writes it exactly (as `--quota` reads it).
+pub fn size(b: u64) -> String {
+    for (unit, n) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000)] {
+        if b >= n && b.is_multiple_of(n) {
+            return format!("{}{unit}", b / n);
+        }
+    }
+    format!("{b}B")
+}
+
 /// A one-line summary of a user's limits, `-` when none.
 pub fn limits_text(user: &User) -> String {
     let l = &user.limits;
@@ -85,7 +95,7 @@ pub fn limits_text(user: &User) -> String {
         parts.push(format!("ips<={n}"));
     }
     if let Some(q) = l.quota_bytes {
-        parts.push(format!("quota={q}B{}", if l.quota_monthly { "/month" } else { "" }));
+        parts.push(format!("quota={}{}", size(q), if l.quota_monthly { "/month" } else { "" }));
     }
     if let Some(e) = l.expires {
         parts.push(format!("expires={}", date::format_rfc3339(unix(e))));
