@@ -419,7 +419,10 @@ fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: O
 /// Copy this program to the install folder (when it is not already there) and point the
 /// multi-call names at it. Returns the paths and whether the binary changed.
 fn install_binary(exe: &Path, paths: &Paths) -> Result<(Vec<PathBuf>, bool), SetupError> {
-    files::ensure_dir(&paths.install_dir, 0o755, None).or_else(|e| if paths.install_dir.is_dir() { Ok(()) } else { Err(e) })?;
+    // An existing folder such as /usr/local/bin keeps its mode and owner.
+    if !paths.install_dir.is_dir() {
+        files::ensure_dir(&paths.install_dir, 0o755, None)?;
+    }
     let target = paths.binary();
     let same = std::fs::canonicalize(exe).ok().is_some_and(|a| std::fs::canonicalize(&target).ok().is_some_and(|b| a == b));
     let mut changed = false;
