@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// Log filter (tracing syntax), e.g. `info` or `debug`; also RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Also append log lines to this file (reopened on SIGHUP; safe with copytruncate).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -123,7 +126,8 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     use std::io::IsTerminal;
     // Plain text when not on a terminal: log files are read by fail2ban and host tools.
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
+    let writer = crate::logfile::LogWriter::new(args.log_file.as_deref())?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(!writer.has_file() && std::io::stderr().is_terminal()).with_writer(writer.clone()).init();
 
     if !path.exists() {
         create_initial_config(path)?;
@@ -140,7 +144,10 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let pid_path = cfg.pid_path(path);
     let _pid = PidFile::create(&pid_path);
-    runtime.block_on(serve(path.to_path_buf(), cfg, overrides, args.drain))
+    runtime.block_on(async move {
+        tokio::spawn(crate::logfile::reopen_on_hup(writer));
+        serve(path.to_path_buf(), cfg, overrides, args.drain).await
+    })
 }
 
 /// The pid file `reload` finds the running proxy by; removed at exit if it is still ours.

@@ -1,0 +1,183 @@
+//! The configuration file: written fresh on a first install (one user with a new random
+//! secret), and on later runs left as it is except for what the admin asked to change.
+//!
+//! Changes to an existing file go through the operator CLI's own commands (`set-port`,
+//! `set-workers`, `set-promoted-channel`), run as separate processes of this same binary, so the
+//! file is edited by one store with its lock, atomic write and backup, and setup never keeps a
+//! second writer of the format.
+
+use std::path::Path;
+use std::process::Command;
+
+use mtproxy_core::config::{self, Config};
+use mtproxy_proto::{Secret, SecretKind};
+use rand::RngCore;
+
+use crate::setup::files::{self, FileError};
+use crate::setup::options::{Answers, Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigStepError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0}\n  fix the file (or move it away to start afresh), then run setup again")]
+    Existing(config::ConfigError),
+    #[error("the configuration setup generated does not validate (a bug in setup): {0}")]
+    Generated(config::ConfigError),
+    #[error("`vless-mtproxy {command}` failed: {detail}")]
+    Cli { command: String, detail: String },
+}
+
+/// What the step did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConfigOutcome {
+    pub created: bool,
+    /// Operator commands run to bring an existing file to the answers.
+    pub commands: Vec<String>,
+    /// Answers an existing file does not follow and setup does not change (told to the admin).
+    pub notes: Vec<String>,
+}
+
+/// The text of a fresh configuration. `state_dir` is the writable folder for the pid and usage
+/// files as the proxy sees it (the configuration folder may be mounted read-only).
+pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &str) -> String {
+    let mut t = String::from(
+        "# vless-mtproxy configuration, written by `vless-mtproxy setup`. Every field is documented in\n\
+         # config.example.toml. This file holds secrets: keep it mode 0600. The proxy reloads it within\n\
+         # about a second of a change; change it with the vless-mtproxy commands (add-user, set-port, ...).\n\n[server]\n",
+    );
+    t += &format!("listen = [\"0.0.0.0:{0}\", \"[::]:{0}\"]\n", answers.port);
+    match &answers.public_host {
+        Some(h) => t += &format!("public_host = \"{h}\"\n"),
+        None => t += "# public_host = \"proxy.example.org\"   # host or IP put in links; default: a local address\n",
+    }
+    t += &format!("workers = {}\n", answers.workers);
+    t += &format!("pid_file = \"{state_dir}/proxy.pid\"\n\n[limits]\nusage_file = \"{state_dir}/usage\"\n");
+    if let Some(tag) = &answers.ad_tag {
+        t += &format!("\n[promoted_channel]\nad_tag = \"{tag}\"\n");
+    }
+    t += &format!("\n[users.{user}]\nsecret = \"{}\"\nkind = \"{}\"\n", secret.to_hex(), answers.kind.name());
+    if let (Kind::Ee, Some(d)) = (answers.kind, &answers.domain) {
+        t += &format!("domain = \"{d}\"\n");
+    }
+    t += "enabled = true\n";
+    t
+}
+
+/// The answers an existing configuration stands for (the defaults of a second run).
+pub fn answers_of(cfg: &Config) -> Answers {
+    let first = cfg.users.iter().find(|u| u.enabled).or(cfg.users.first());
+    let (kind, domain) = match first.map(|u| &u.kind) {
+        Some(SecretKind::Classic) => (Kind::Classic, None),
+        Some(SecretKind::FakeTls { domain }) => (Kind::Ee, Some(domain.clone())),
+        _ => (Kind::Dd, None),
+    };
+    Answers {
+        port: cfg.listen.first().map(|a| a.port()).unwrap_or(crate::setup::options::DEFAULT_PORT),
+        workers: cfg.workers,
+        kind,
+        domain,
+        ad_tag: cfg.ad_tag.map(hex::encode),
+        public_host: cfg.public_host.clone(),
+    }
+}
+
+pub fn load_existing(path: &Path) -> Result<Option<Config>, ConfigStepError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    config::load(path).map(Some).map_err(ConfigStepError::Existing)
+}
+
+/// Run one operator command of this binary against `config_file`.
+pub fn run_cli(binary: &Path, config_file: &Path, args: &[String]) -> Result<(), ConfigStepError> {
+    use std::os::unix::process::CommandExt;
+    let shown = args.join(" ");
+    let out = Command::new(binary)
+        .arg0("vless-mtproxy")
+        .arg("--config")
+        .arg(config_file)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| ConfigStepError::Cli { command: shown.clone(), detail: format!("cannot run {}: {e}", binary.display()) })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(ConfigStepError::Cli { command: shown, detail: if detail.is_empty() { format!("exit status {}", out.status) } else { detail } })
+    }
+}
+
+/// Create the file, or bring an existing one to the answers.
+pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u32, u32)>, binary: &Path, state_dir: &str) -> Result<ConfigOutcome, ConfigStepError> {
+    let mut outcome = ConfigOutcome::default();
+    let Some(existing) = load_existing(path)? else {
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let text = fresh_text(answers, first_user, &Secret::from_bytes(bytes), state_dir);
+        config::parse_str(&text, path).map_err(ConfigStepError::Generated)?;
+        files::write_if_changed(path, text.as_bytes(), 0o600, owner)?;
+        outcome.created = true;
+        return Ok(outcome);
+    };
+    let have = answers_of(&existing);
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    if have.port != answers.port || existing.listen.iter().any(|a| a.port() != answers.port) {
+        commands.push(vec!["set-port".into(), answers.port.to_string()]);
+    }
+    if have.workers != answers.workers {
+        commands.push(vec!["set-workers".into(), answers.workers.to_string()]);
+    }
+    if answers.ad_tag.is_some() && have.ad_tag != answers.ad_tag {
+        commands.push(vec!["set-promoted-channel".into(), answers.ad_tag.clone().unwrap_or_default()]);
+    }
+    for c in commands {
+        run_cli(binary, path, &c)?;
+        outcome.commands.push(c.join(" "));
+    }
+    if answers.public_host.is_some() && have.public_host != answers.public_host {
+        outcome.notes.push(format!(
+            "server.public_host in {} is {:?}; setup does not change it: edit that line to {:?} (the proxy reloads it)",
+            path.display(),
+            have.public_host.as_deref().unwrap_or("(unset)"),
+            answers.public_host.as_deref().unwrap_or_default()
+        ));
+    }
+    if have.kind != answers.kind || (answers.kind == Kind::Ee && have.domain != answers.domain) {
+        outcome.notes.push(format!(
+            "existing users keep their secrets and kinds (the first is {}); add a user of another kind with `vless-mtproxy --config {} add-user NAME [--fake-tls DOMAIN | --with-padding]`",
+            have.kind.name(),
+            path.display()
+        ));
+    }
+    // Keep mode and owner right (the container user must read the file).
+    let content = std::fs::read(path).map_err(|source| FileError::Io { path: path.to_path_buf(), action: "reading", source })?;
+    files::write_if_changed(path, &content, 0o600, owner)?;
+    Ok(outcome)
+}
+
+/// Where the per-install links are shown from: the first enabled user.
+pub fn first_user(cfg: &Config) -> Option<&config::User> {
+    cfg.users.iter().find(|u| u.enabled)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_text_validates_for_every_kind() {
+        let s = Secret::from_bytes([7; 16]);
+        for (kind, domain) in [(Kind::Classic, None), (Kind::Dd, None), (Kind::Ee, Some("www.example.com".to_string()))] {
+            let a = Answers { port: 9443, workers: 3, kind, domain, ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: Some("203.0.113.7".into()) };
+            let text = fresh_text(&a, "default", &s, "/var/lib/vless-mtproxy");
+            assert!(text.contains("pid_file = \"/var/lib/vless-mtproxy/proxy.pid\"") && text.contains("usage_file = \"/var/lib/vless-mtproxy/usage\""));
+            let cfg = config::parse_str(&text, Path::new("t")).unwrap();
+            assert_eq!(answers_of(&cfg), a, "{text}");
+        }
+        let cfg = config::parse_str(&fresh_text(&Answers::default(), "default", &s, "/d"), Path::new("t")).unwrap();
+        assert_eq!(answers_of(&cfg), Answers::default());
+    }
+}

@@ -1,0 +1,505 @@
+//! `vless-mtproxy setup` (also installed as `vless-mtproxy-setup`): one command from a bare
+//! host to a running proxy and the first user's link.
+//!
+//! Answers come from the wizard, or from flags and the seed's environment form when run
+//! non-interactively; then numbered steps check the host, create the folders, install the
+//! binary, write the configuration, build the image or the unit, start the proxy and check its
+//! health. Every step compares before it writes, so a second run with the same answers changes
+//! nothing, and a run with new answers changes only those. Exit codes: 0 done, 1 error, 2 not
+//! root, 3 a required host component is missing (named in the message).
+
+mod compose;
+pub mod config_step;
+pub mod files;
+pub mod host;
+pub mod hostsec_step;
+pub mod options;
+mod runtime;
+pub mod state;
+pub mod templates;
+mod wizard;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use options::{Answers, EnvForm, Invalid, Kind, Paths, Runtime};
+use state::InstallState;
+use templates::{ContainerSpec, IMAGE, SERVICE};
+
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {
+    /// Ask nothing: take flags, the MTPROXY_* environment, an existing install, then defaults.
+    #[arg(long)]
+    non_interactive: bool,
+    /// Port clients connect to (default 8443, or the installed one).
+    #[arg(long)]
+    port: Option<String>,
+    /// Worker threads, 1-256.
+    #[arg(long)]
+    workers: Option<String>,
+    /// Secret kind of the first user: classic, dd or ee.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Cover domain for ee (fake-TLS).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Promoted-channel tag from @MTProxybot (32 hex).
+    #[arg(long)]
+    ad_tag: Option<String>,
+    /// Host name or address clients reach this server by (put in links).
+    #[arg(long)]
+    public_host: Option<String>,
+    /// docker, podman or systemd (default: a working Docker, else Podman, else systemd).
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Container networking: host (default; client addresses stay visible to fail2ban and UFW
+    /// rules apply) or publish (`-p PORT:PORT`; Docker's published ports bypass UFW).
+    #[arg(long, value_parser = ["host", "publish"])]
+    network: Option<String>,
+    /// Name of the first user (fresh install only).
+    #[arg(long, default_value = "default")]
+    first_user: String,
+    #[arg(long, default_value = options::DEFAULT_INSTALL_DIR)]
+    install_dir: PathBuf,
+    #[arg(long, default_value = options::DEFAULT_CONFIG_DIR)]
+    config_dir: PathBuf,
+    #[arg(long, default_value = options::DEFAULT_LOG_DIR)]
+    log_dir: PathBuf,
+    #[arg(long, default_value = options::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    #[arg(long, default_value = options::DEFAULT_UNIT_DIR)]
+    unit_dir: PathBuf,
+    #[arg(long, default_value = options::DEFAULT_LOGROTATE_DIR)]
+    logrotate_dir: PathBuf,
+    /// The VLESS stack's compose file; the service is added to it when it exists.
+    #[arg(long, default_value = options::DEFAULT_VLESS_COMPOSE)]
+    vless_compose: PathBuf,
+    /// Passed to `serve`: send DC ID to HOST:PORT (repeatable).
+    #[arg(long = "dc-override", value_name = "ID=HOST:PORT")]
+    dc_overrides: Vec<String>,
+    /// Any other `serve` option, passed through (repeatable), e.g. --serve-arg=--drain=5s.
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
+    /// UFW rule for the port: allow (default), limit (6 connections per 30 s per address:
+    /// Telegram clients open several at once), or off.
+    #[arg(long, default_value = "allow", value_parser = ["allow", "limit", "off"])]
+    ufw: String,
+    /// Options passed to `vless-mtproxy ufw` (tests: --ufw-rootdir DIR --ufw-datadir DIR).
+    #[arg(long = "ufw-arg", value_name = "ARG", allow_hyphen_values = true, hide = true)]
+    ufw_args: Vec<String>,
+    /// fail2ban's folder; the filter and jail are written there when it exists.
+    #[arg(long, default_value = "/etc/fail2ban")]
+    fail2ban_dir: PathBuf,
+    /// Which failures ban: all (default), replay-and-flood (for users behind carrier NAT), off.
+    #[arg(long, default_value = "all", value_parser = ["all", "replay-and-flood", "off"])]
+    fail2ban_mode: String,
+    /// Seconds to wait for the proxy's health check.
+    #[arg(long, default_value_t = 30)]
+    health_timeout: u64,
+    /// Write the files setup would install (unit, Containerfile, compose, logrotate) into DIR
+    /// and stop; changes nothing else and needs no root.
+    #[arg(long, value_name = "DIR")]
+    render: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("setup must run as root (sudo vless-mtproxy-setup)")]
+    NotRoot,
+    #[error(transparent)]
+    Host(#[from] host::HostError),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Wizard(#[from] wizard::WizardError),
+    #[error(transparent)]
+    Config(#[from] config_step::ConfigStepError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Compose(#[from] compose::ComposeError),
+    #[error(transparent)]
+    File(#[from] files::FileError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Template(#[from] templates::TemplateError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SetupError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SetupError::NotRoot => 2,
+            SetupError::Host(host::HostError::Missing(..) | host::HostError::NoRuntime) => 3,
+            _ => 1,
+        }
+    }
+}
+
+impl SetupArgs {
+    fn paths(&self) -> Paths {
+        Paths {
+            install_dir: self.install_dir.clone(),
+            config_dir: self.config_dir.clone(),
+            log_dir: self.log_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            unit_dir: self.unit_dir.clone(),
+            logrotate_dir: self.logrotate_dir.clone(),
+            vless_compose: self.vless_compose.clone(),
+        }
+    }
+
+    /// Start from `base` (an existing install or the defaults), then the environment, then flags.
+    fn answers(&self, base: Answers, env: &EnvForm) -> Result<Answers, Invalid> {
+        let mut a = base;
+        a.port = env.port.unwrap_or(a.port);
+        a.workers = env.workers.unwrap_or(a.workers);
+        a.kind = env.kind.unwrap_or(a.kind);
+        if let Some(p) = &self.port {
+            a.port = options::parse_port(p).map_err(|e| Invalid(format!("--port: {e}")))?;
+        }
+        if let Some(w) = &self.workers {
+            a.workers = options::parse_workers(w).map_err(|e| Invalid(format!("--workers: {e}")))?;
+        }
+        if let Some(k) = &self.kind {
+            a.kind = options::parse_kind(k).map_err(|e| Invalid(format!("--kind: {e}")))?;
+        }
+        if let Some(d) = &self.domain {
+            a.domain = Some(options::parse_domain(d).map_err(|e| Invalid(format!("--domain: {e}")))?);
+        }
+        if a.kind != Kind::Ee {
+            a.domain = None;
+        }
+        if let Some(t) = &self.ad_tag {
+            a.ad_tag = Some(options::parse_ad_tag(t).map_err(|e| Invalid(format!("--ad-tag: {e}")))?);
+        }
+        if let Some(h) = &self.public_host {
+            a.public_host = Some(options::parse_public_host(h).map_err(|e| Invalid(format!("--public-host: {e}")))?);
+        }
+        Ok(a)
+    }
+}
+
+/// Numbered progress lines.
+struct Steps {
+    total: usize,
+    n: usize,
+}
+
+impl Steps {
+    fn next(&mut self, title: &str) {
+        self.n += 1;
+        println!("[{}/{}] {title}", self.n, self.total);
+    }
+    fn detail(&self, text: &str) {
+        println!("      {text}");
+    }
+}
+
+pub fn run(args: SetupArgs) -> ExitCode {
+    let state_file = options::state_file(&args.data_dir);
+    let rendering = args.render.is_some();
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if !rendering && state_file.exists() {
+                eprintln!("Fix the cause and run setup again, or undo what was done: vless-mtproxy uninstall --data-dir {}", state_file.parent().and_then(|p| p.parent()).unwrap_or(Path::new("/")).display());
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
+    let env = EnvForm::read(|k| std::env::var(k).ok())?;
+    let paths = args.paths();
+    if let Some(dir) = &args.render {
+        let answers = args.answers(Answers::default(), &env)?;
+        let serve = [args.dc_overrides.iter().flat_map(|d| ["--dc-override".to_string(), d.clone()]).collect::<Vec<_>>(), args.serve_args.clone()].concat();
+        render_files(dir, &paths, &answers, &serve, args.network.as_deref() == Some("publish"))?;
+        println!("Wrote the deploy files to {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !host::is_root() {
+        return Err(SetupError::NotRoot);
+    }
+    let interactive = !args.non_interactive && !env.auto;
+    let existing = config_step::load_existing(&paths.config_file())?;
+    let previous = InstallState::load(&paths.state_file())?;
+    let base = existing.as_ref().map(config_step::answers_of).unwrap_or_default();
+    let mut answers = args.answers(base, &env)?;
+
+    let wanted_runtime = match (&args.runtime, &previous) {
+        (Some(r), _) => Some(Runtime::parse(r)?),
+        (None, Some(s)) => Some(Runtime::parse(&s.runtime)?),
+        (None, None) => None,
+    };
+    let rt = host::resolve_runtime(wanted_runtime)?;
+    let publish = match (&args.network, &previous) {
+        (Some(n), _) => n == "publish",
+        (None, Some(s)) => s.publish,
+        (None, None) => false,
+    };
+    let serve_extra: Vec<String> = if args.dc_overrides.is_empty() && args.serve_args.is_empty() {
+        previous.as_ref().map(|s| s.serve_args.clone()).unwrap_or_default()
+    } else {
+        [args.dc_overrides.iter().flat_map(|d| ["--dc-override".to_string(), d.clone()]).collect::<Vec<_>>(), args.serve_args.clone()].concat()
+    };
+    let ours = |p: u16| previous.as_ref().is_some_and(|s| s.port == p);
+    let taken = |p: u16| !ours(p) && host::port_in_use(p);
+
+    if interactive {
+        let stdin = std::io::stdin();
+        let mut w = wizard::Wizard::new(stdin.lock(), std::io::stdout());
+        match w.run(&answers, &taken)? {
+            wizard::WizardResult::Proceed(a) => answers = a,
+            wizard::WizardResult::Declined => {
+                println!("Nothing was installed.");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    } else {
+        if taken(answers.port) {
+            return Err(SetupError::Other(format!("port {} is already in use by another program on this host; choose another with --port", answers.port)));
+        }
+        println!("vless-mtproxy setup (non-interactive):\n{}", wizard::summary(&answers));
+    }
+    if answers.kind == Kind::Ee && answers.domain.is_none() {
+        return Err(Invalid("the ee kind needs a cover domain: pass --domain www.example.com (a real HTTPS site that is not blocked)".into()).into());
+    }
+    let exe = std::env::current_exe().map_err(|e| SetupError::Other(format!("cannot find this program's own file: {e}")))?;
+
+    let mut steps = Steps { total: 8, n: 0 };
+    steps.next("Checking the host");
+    if rt.is_container() {
+        host::check_static_binary(&exe)?;
+    }
+    steps.detail(&format!("runtime: {}; port {}: {}", rt.name(), answers.port, if ours(answers.port) { "used by this proxy" } else { "free" }));
+
+    steps.next("Creating the folders");
+    let (owner, group) = if rt.is_container() { (templates::CONTAINER_UID, templates::CONTAINER_GID) } else { (0, 0) };
+    files::ensure_dir(&paths.config_dir, 0o750, Some((0, group)))?;
+    files::ensure_dir(&paths.log_dir, 0o750, Some((owner, group)))?;
+    files::ensure_dir(&paths.data_dir, 0o750, Some((owner, group)))?;
+    files::ensure_dir(&paths.setup_dir(), 0o700, Some((0, 0)))?;
+    for d in [&paths.config_dir, &paths.log_dir, &paths.data_dir] {
+        steps.detail(&d.display().to_string());
+    }
+
+    steps.next(&format!("Installing the binary into {}", paths.install_dir.display()));
+    let (binaries, binary_changed) = install_binary(&exe, &paths)?;
+    steps.detail(if binary_changed { "installed" } else { "already up to date" });
+
+    steps.next("Writing the configuration");
+    let cfg_owner = if rt.is_container() { Some((owner, group)) } else { Some((0, 0)) };
+    let state_dir = if rt.is_container() { templates::IN_DATA_DIR.to_string() } else { paths.data_dir.display().to_string() };
+    let outcome = config_step::apply(&paths.config_file(), &answers, &args.first_user, cfg_owner, &paths.binary(), &state_dir)?;
+    steps.detail(&format!("{} ({})", paths.config_file().display(), if outcome.created { "created, mode 0600" } else { "kept" }));
+    for c in &outcome.commands {
+        steps.detail(&format!("applied: vless-mtproxy {c}"));
+    }
+    for n in &outcome.notes {
+        steps.detail(&format!("note: {n}"));
+    }
+
+    let mut new_state = InstallState {
+        runtime: rt.name().into(),
+        port: answers.port,
+        publish,
+        serve_args: serve_extra.clone(),
+        config_dir: paths.config_dir.clone(),
+        log_dir: paths.log_dir.clone(),
+        data_dir: paths.data_dir.clone(),
+        binaries,
+        ..Default::default()
+    };
+    // The record is complete before anything is built or started, so a setup that fails half
+    // way can still be undone by uninstall.
+    let vless_compose = rt.is_container() && paths.vless_compose.is_file();
+    if rt.is_container() {
+        new_state.container = Some(SERVICE.into());
+        new_state.image = Some(IMAGE.into());
+        if vless_compose {
+            new_state.vless_compose = Some(paths.vless_compose.clone());
+        } else {
+            new_state.own_compose = Some(paths.own_compose());
+        }
+    } else {
+        new_state.unit_file = Some(paths.unit_file());
+    }
+    if paths.logrotate_dir.is_dir() {
+        new_state.logrotate_file = Some(paths.logrotate_file());
+    }
+    steps.next("Firewall rule and fail2ban jail");
+    host_security(&args, &paths, &answers, previous.as_ref(), &mut new_state, &steps);
+    files::write_if_changed(&paths.state_file(), new_state.to_text().as_bytes(), 0o600, None)?;
+    if let Some(f) = &new_state.logrotate_file {
+        files::write_if_changed(f, templates::logrotate(&paths, owner, group)?.as_bytes(), 0o644, None)?;
+    }
+
+    if rt.is_container() {
+        steps.next(&format!("Building the image {IMAGE} with {}", rt.name()));
+        let image_id = runtime::build_image(rt, &paths)?;
+        steps.detail(&format!("image {}", &image_id.trim_start_matches("sha256:")[..12.min(image_id.len())]));
+        let spec = ContainerSpec::new(&answers, publish, &serve_extra);
+        let block = spec.compose_service(&paths)?;
+        steps.next(&format!("Starting the container {SERVICE}"));
+        let compose_file = if vless_compose {
+            let o = compose::add_to_existing(&paths.vless_compose, &block, &paths.backup_dir())?;
+            if let compose::Outcome::Written { backup: Some(b) } = &o {
+                steps.detail(&format!("added the service to {} (backup: {})", paths.vless_compose.display(), b.display()));
+            }
+            paths.vless_compose.clone()
+        } else {
+            compose::write_own(&paths.own_compose(), &block)?;
+            paths.own_compose()
+        };
+        let d = runtime::deploy_container(rt, &paths, &spec, &image_id, &compose_file)?;
+        steps.detail(if d.restarted { "started" } else { "already running with this configuration" });
+    } else {
+        steps.next("Writing the systemd unit");
+        let unit = templates::unit(&paths, &answers, &serve_extra)?;
+        steps.next("Starting the service vless-mtproxy");
+        let d = runtime::deploy_systemd(&paths, &unit, binary_changed)?;
+        steps.detail(if d.restarted { "started" } else { "already running with this configuration" });
+    }
+
+    steps.next("Checking the proxy's health");
+    runtime::wait_healthy(rt, &paths, Duration::from_secs(args.health_timeout))?;
+    steps.detail(&format!("accepting connections on port {}", answers.port));
+    print_finish(&paths, rt, &new_state);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// UFW and fail2ban through the binary's own commands; reported, never fatal.
+fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: Option<&InstallState>, state: &mut InstallState, steps: &Steps) {
+    let bin = paths.binary();
+    let cfg = paths.config_file();
+    let say = |prefix: &str, c: &hostsec_step::Called| {
+        for line in c.text.lines() {
+            steps.detail(&format!("{prefix}{line}"));
+        }
+    };
+    if let Some(old) = previous.and_then(|p| p.ufw_port).filter(|p| *p != answers.port) {
+        let c = hostsec_step::call(&bin, &cfg, &hostsec_step::ufw_args("remove", old, &args.ufw_args));
+        say(if c.ok { "ufw (old port): " } else { "warning: ufw (old port): " }, &c);
+    }
+    if args.ufw != "off" {
+        let c = hostsec_step::call(&bin, &cfg, &hostsec_step::ufw_args(&args.ufw, answers.port, &args.ufw_args));
+        say(if c.ok { "ufw: " } else { "warning: ufw: " }, &c);
+        if c.ok {
+            state.ufw_port = Some(answers.port);
+            state.ufw_args = args.ufw_args.clone();
+        }
+    } else {
+        steps.detail("ufw: off (open the port in your firewall yourself)");
+    }
+    if args.fail2ban_mode == "off" {
+        steps.detail("fail2ban: off");
+    } else if !args.fail2ban_dir.is_dir() {
+        steps.detail(&format!("fail2ban: {} does not exist (fail2ban not installed); no jail written", args.fail2ban_dir.display()));
+    } else {
+        let before = hostsec_step::fail2ban_files(&args.fail2ban_dir);
+        let c = hostsec_step::call(&bin, &cfg, &hostsec_step::fail2ban_args(&args.fail2ban_dir, &paths.log_file(), answers.port, &args.fail2ban_mode));
+        say(if c.ok { "fail2ban: " } else { "warning: fail2ban: " }, &c);
+        if c.ok {
+            state.fail2ban_dir = Some(args.fail2ban_dir.clone());
+            if before != hostsec_step::fail2ban_files(&args.fail2ban_dir) && host::on_path("fail2ban-client") {
+                let reloaded = host::succeeds("fail2ban-client", &["reload"], Duration::from_secs(20));
+                steps.detail(if reloaded { "fail2ban: reloaded" } else { "fail2ban: not running, the jail is used when it starts" });
+            }
+        }
+    }
+}
+
+/// Copy this program to the install folder (when it is not already there) and point the
+/// multi-call names at it. Returns the paths and whether the binary changed.
+fn install_binary(exe: &Path, paths: &Paths) -> Result<(Vec<PathBuf>, bool), SetupError> {
+    // An existing folder such as /usr/local/bin keeps its mode and owner.
+    if !paths.install_dir.is_dir() {
+        files::ensure_dir(&paths.install_dir, 0o755, None)?;
+    }
+    let target = paths.binary();
+    let same = std::fs::canonicalize(exe).ok().is_some_and(|a| std::fs::canonicalize(&target).ok().is_some_and(|b| a == b));
+    let mut changed = false;
+    if !same {
+        let bytes = std::fs::read(exe).map_err(|source| files::FileError::Io { path: exe.to_path_buf(), action: "reading", source })?;
+        changed = files::write_if_changed(&target, &bytes, 0o755, None)?;
+    }
+    let mut out = vec![target.clone()];
+    for name in ["vless-mtproxy-setup", "vless-mtproxy-uninstall"] {
+        let link = paths.install_dir.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(Path::new("vless-mtproxy")) {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink("vless-mtproxy", &link).map_err(|source| files::FileError::Io { path: link.clone(), action: "creating the link", source })?;
+        }
+        out.push(link);
+    }
+    Ok((out, changed))
+}
+
+/// `--render DIR`: the deploy files as setup would install them, for review or checks.
+fn render_files(dir: &Path, paths: &Paths, answers: &Answers, serve: &[String], publish: bool) -> Result<(), SetupError> {
+    files::ensure_dir(dir, 0o755, None)?;
+    let spec = ContainerSpec::new(answers, publish, serve);
+    let items = [
+        ("Containerfile", templates::containerfile()?),
+        ("vless-mtproxy.service", templates::unit(paths, answers, serve)?),
+        ("docker-compose.yml", format!("services:\n{}", spec.compose_service(paths)?)),
+        ("logrotate", templates::logrotate(paths, 0, 0)?),
+    ];
+    for (name, text) in items {
+        files::write_if_changed(&dir.join(name), text.as_bytes(), 0o644, None)?;
+    }
+    Ok(())
+}
+
+fn print_finish(paths: &Paths, rt: Runtime, state: &InstallState) {
+    let cfg_file = paths.config_file();
+    println!("\nThe proxy is running ({}).", if rt.is_container() { format!("container {SERVICE}, {}", rt.name()) } else { "systemd unit vless-mtproxy".into() });
+    match mtproxy_core::config::load(&cfg_file) {
+        Ok(cfg) => {
+            if let Some(u) = config_step::first_user(&cfg) {
+                let (host, warning) = crate::links::public_host(&cfg);
+                if let Some(w) = warning {
+                    println!("warning: {w}");
+                }
+                let (tg, tme) = crate::links::user_links(&cfg, u, &host);
+                println!("\nUser {} ({}):\n  {tg}\n  {tme}\n{}", u.name, u.kind.name(), crate::links::qr_terminal(&tme));
+            }
+        }
+        Err(e) => println!("warning: cannot read the configuration back: {e}"),
+    }
+    let c = cfg_file.display();
+    println!("Files:\n  configuration  {c}\n  log            {}\n  data           {}", paths.log_file().display(), paths.data_dir.display());
+    if let Some(u) = &state.unit_file {
+        println!("  unit           {}", u.display());
+    }
+    for f in state.own_compose.iter().chain(state.vless_compose.iter()) {
+        println!("  compose        {}", f.display());
+    }
+    let b = paths.binary();
+    let b = b.display();
+    println!("\nAdd a user:     {b} --config {c} add-user NAME [--fake-tls DOMAIN]");
+    println!("Show its link:  {b} --config {c} show-user-config NAME");
+    println!("List users:     {b} --config {c} list-users");
+    println!("The proxy picks up every change within a second; no restart is needed.");
+    println!("Remove:         {} --data-dir {}", paths.install_dir.join("vless-mtproxy-uninstall").display(), paths.data_dir.display());
+}
+
+/// For uninstall: stop and remove the container and the image with `runtime` (docker/podman).
+pub fn runtime_remove(runtime: &str) -> Vec<String> {
+    runtime::remove_container(runtime)
+}
+
+/// For uninstall: take our service out of the VLESS compose file; the backup made, if any.
+pub fn compose_remove(path: &Path, backup_dir: &Path) -> Result<Option<PathBuf>, compose::ComposeError> {
+    match compose::remove_from_existing(path, backup_dir)? {
+        compose::Outcome::Written { backup } => Ok(backup),
+        compose::Outcome::Unchanged => Ok(None),
+    }
+}
