@@ -242,7 +242,7 @@ fn build_hello(total: usize, sid: &[u8], sni: &str) -> Vec<u8> {
     let pad = total - fixed;
     ext.extend_from_slice(&[0x00, 0x15]);
     ext.extend_from_slice(&(pad as u16).to_be_bytes());
-    ext.extend(std::iter::repeat(0u8).take(pad));
+    ext.resize(ext.len() + pad, 0);
     body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
     body.extend_from_slice(&ext);
     let mut out = vec![0x16, 0x03, 0x01];
@@ -430,7 +430,7 @@ proptest! {
         for part in split_at_cuts(&wire, &cuts) {
             // The read buffer may be larger than what arrived; bytes past `len` are untouched.
             let mut buf = part.to_vec();
-            buf.extend(std::iter::repeat(0xee).take(slack));
+            buf.resize(buf.len() + slack, 0xee);
             let n = reader.deframe_in_place(&mut buf, part.len()).unwrap();
             prop_assert!(n <= part.len());
             prop_assert!(buf[part.len()..].iter().all(|b| *b == 0xee));
