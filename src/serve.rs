@@ -74,20 +74,6 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     config::parse_duration(s)
 }
 
-fn parse_overrides(items: &[String]) -> anyhow::Result<Vec<(DcKey, Vec<HostPort>)>> {
-    let mut out: Vec<(DcKey, Vec<HostPort>)> = Vec::new();
-    for item in items {
-        let (id, addr) = item.split_once('=').with_context(|| format!("--dc-override `{item}`: write ID=HOST:PORT, e.g. 2=127.0.0.1:4443"))?;
-        let key = DcKey::parse(id).map_err(anyhow::Error::msg)?;
-        let hp = HostPort::parse(addr).map_err(anyhow::Error::msg)?;
-        match out.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(hp),
-            None => out.push((key, vec![hp])),
-        }
-    }
-    Ok(out)
-}
-
 /// Write a fresh configuration with one `dd` user; never overwrites an existing file.
 fn create_initial_config(path: &Path) -> anyhow::Result<()> {
     let mut bytes = [0u8; 16];
@@ -136,7 +122,7 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
         print_links(&cfg);
     }
     let cfg = config::load(path)?;
-    let overrides = parse_overrides(&args.dc_overrides)?;
+    let overrides = config::parse_dc_overrides(&args.dc_overrides).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.workers)
         .enable_all()

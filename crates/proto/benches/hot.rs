@@ -92,33 +92,7 @@ fn handshake_match(c: &mut Criterion) {
 
 /// A ClientHello of `size` bytes (SNI, supported_versions, padding), random to be signed.
 fn mtproxy_hello(size: usize) -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[0u8; 32]);
-    body.push(32);
-    body.extend_from_slice(&[0x42u8; 32]);
-    body.extend_from_slice(&[0x00, 0x04, 0x13, 0x01, 0x13, 0x02, 0x01, 0x00]);
-    let name = b"bench.example.com";
-    let mut ext = vec![0x00, 0x00];
-    ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
-    ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    ext.extend_from_slice(name);
-    ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
-    let fixed = 5 + 4 + body.len() + 2 + ext.len() + 4;
-    let pad = size.saturating_sub(fixed);
-    ext.extend_from_slice(&[0x00, 0x15]);
-    ext.extend_from_slice(&(pad as u16).to_be_bytes());
-    ext.resize(ext.len() + pad, 0);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![0x01];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    mtproxy_proto::faketls::build_client_hello(Some("bench.example.com"), &[0x42; 32], size)
 }
 
 criterion_group!(benches, ctr, records, handshake_match);

@@ -267,6 +267,43 @@ pub fn sign_client_hello(hello: &mut [u8], secret: &Secret, timestamp: u32) {
     hello[RANDOM_OFFSET..RANDOM_OFFSET + RANDOM_LEN].copy_from_slice(&random);
 }
 
+/// A minimal TLS 1.3-style ClientHello record of about `size` bytes (SNI when given,
+/// supported_versions, a padding extension to reach the size) with a zero random, ready for
+/// [`sign_client_hello`]. What test clients and the benchmark send; real clients' hellos differ
+/// in everything but the fields the proxy reads.
+pub fn build_client_hello(sni: Option<&str>, session_id: &[u8; 32], size: usize) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0u8; 32]);
+    body.push(32);
+    body.extend_from_slice(session_id);
+    body.extend_from_slice(&[0x00, 0x06, 0x3a, 0x3a, 0x13, 0x01, 0x13, 0x02]);
+    body.extend_from_slice(&[0x01, 0x00]);
+    let mut ext = Vec::new();
+    if let Some(name) = sni {
+        let n = name.as_bytes();
+        ext.extend_from_slice(&[0x00, 0x00]);
+        ext.extend_from_slice(&((n.len() + 5) as u16).to_be_bytes());
+        ext.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
+        ext.push(0);
+        ext.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        ext.extend_from_slice(n);
+    }
+    ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+    let fixed = RECORD_HEADER_LEN + 4 + body.len() + 2 + ext.len() + 4;
+    let pad = size.saturating_sub(fixed);
+    ext.extend_from_slice(&[0x00, 0x15]);
+    ext.extend_from_slice(&(pad as u16).to_be_bytes());
+    ext.resize(ext.len() + pad, 0);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+    rec.push(0x01);
+    rec.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    rec.extend_from_slice(&body);
+    rec
+}
+
 /// Everything that varies in our ServerHello flight.
 pub struct ServerHelloParams<'a> {
     pub client_random: &'a [u8; 32],

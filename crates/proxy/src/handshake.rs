@@ -131,19 +131,24 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         if !replay.lock().unwrap().check_and_insert(key, Instant::now()) {
             return Err(Failure::Rejected(FailReason::Replay));
         }
-        let mut client_decrypt = accepted.client_to_proxy;
-        let mut pending = st.consumed[INIT_LEN..].to_vec();
-        client_decrypt.apply(&mut pending);
-        Ok(Authenticated {
-            entry: cand.entry.clone(),
-            tag: accepted.tag,
-            dc: accepted.dc,
-            client_decrypt: Box::new(client_decrypt),
-            from_client: obfs2::derive_keys(&frame, Some(&cand.secret)).initiator_to_responder,
-            to_client: accepted.proxy_to_client,
-            tls: None,
-            pending,
-        })
+        let pending = st.consumed[INIT_LEN..].to_vec();
+        Ok(authenticated(cand, &frame, accepted, None, pending))
+    }
+}
+
+/// The authenticated client: `pending` (stream bytes read past the init) is decrypted here.
+fn authenticated(cand: &Candidate, frame: &HandshakeFrame, accepted: obfs2::Accepted, tls: Option<RecordReader>, mut pending: Vec<u8>) -> Authenticated {
+    let mut client_decrypt = accepted.client_to_proxy;
+    client_decrypt.apply(&mut pending);
+    Authenticated {
+        entry: cand.entry.clone(),
+        tag: accepted.tag,
+        dc: accepted.dc,
+        client_decrypt: Box::new(client_decrypt),
+        from_client: obfs2::derive_keys(frame, Some(&cand.secret)).initiator_to_responder,
+        to_client: accepted.proxy_to_client,
+        tls,
+        pending,
     }
 }
 
@@ -242,17 +247,6 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
     if !transport_allowed(&cand.entry.user.kind, accepted.tag, true, allow_any) {
         return Err(Failure::Rejected(FailReason::BadTransport));
     }
-    let mut client_decrypt = accepted.client_to_proxy;
-    let mut pending = payload.split_off(INIT_LEN);
-    client_decrypt.apply(&mut pending);
-    Ok(Authenticated {
-        entry: cand.entry.clone(),
-        tag: accepted.tag,
-        dc: accepted.dc,
-        client_decrypt: Box::new(client_decrypt),
-        from_client: obfs2::derive_keys(&frame, Some(&cand.secret)).initiator_to_responder,
-        to_client: accepted.proxy_to_client,
-        tls: Some(reader),
-        pending,
-    })
+    let pending = payload.split_off(INIT_LEN);
+    Ok(authenticated(cand, &frame, accepted, Some(reader), pending))
 }

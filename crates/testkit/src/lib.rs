@@ -97,43 +97,12 @@ fn unix_now() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32
 }
 
-/// A minimal ClientHello (TLS 1.3 style) carrying `sni`, padded to `size` bytes.
+/// A minimal ClientHello carrying `sni`, padded to `size` bytes, with a random session id and
+/// a zero random (sign it with `faketls::sign_client_hello`).
 pub fn client_hello(sni: Option<&str>, size: usize) -> Vec<u8> {
-    let mut rng = rand::thread_rng();
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&[0u8; 32]); // random, signed later
-    body.push(32);
     let mut sid = [0u8; 32];
-    rng.fill_bytes(&mut sid);
-    body.extend_from_slice(&sid);
-    body.extend_from_slice(&[0x00, 0x06, 0x3a, 0x3a, 0x13, 0x01, 0x13, 0x02]);
-    body.extend_from_slice(&[0x01, 0x00]);
-    let mut ext = Vec::new();
-    if let Some(name) = sni {
-        let n = name.as_bytes();
-        ext.extend_from_slice(&[0x00, 0x00]);
-        ext.extend_from_slice(&((n.len() + 5) as u16).to_be_bytes());
-        ext.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
-        ext.push(0);
-        ext.extend_from_slice(&(n.len() as u16).to_be_bytes());
-        ext.extend_from_slice(n);
-    }
-    ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
-    // padding extension up to the requested size
-    let fixed = 5 + 4 + body.len() + 2 + ext.len() + 4;
-    let pad = size.saturating_sub(fixed);
-    ext.extend_from_slice(&[0x00, 0x15]);
-    ext.extend_from_slice(&(pad as u16).to_be_bytes());
-    ext.extend(std::iter::repeat_n(0u8, pad));
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![0x01];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    rand::thread_rng().fill_bytes(&mut sid);
+    faketls::build_client_hello(sni, &sid, size)
 }
 
 impl Client {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mtproxy_core::config::{DcKey, HostPort};
+use mtproxy_core::config;
 use mtproxy_core::dc;
 use serde::Serialize;
 
@@ -91,24 +91,10 @@ struct Summary {
     skipped: usize,
 }
 
-fn parse_overrides(items: &[String]) -> anyhow::Result<Vec<(DcKey, Vec<HostPort>)>> {
-    let mut out: Vec<(DcKey, Vec<HostPort>)> = Vec::new();
-    for item in items {
-        let (id, addr) = item.split_once('=').ok_or_else(|| anyhow::anyhow!("--dc-override `{item}`: write ID=HOST:PORT, e.g. 2=127.0.0.1:4443"))?;
-        let key = DcKey::parse(id).map_err(anyhow::Error::msg)?;
-        let hp = HostPort::parse(addr).map_err(anyhow::Error::msg)?;
-        match out.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(hp),
-            None => out.push((key, vec![hp])),
-        }
-    }
-    Ok(out)
-}
-
 pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let (v4, v6) = default_routes();
     let net = Net { v4, v6, timeout: args.timeout };
-    let cli_overrides = parse_overrides(&args.dc_overrides)?;
+    let cli_overrides = config::parse_dc_overrides(&args.dc_overrides).map_err(anyhow::Error::msg)?;
     let mut checks = Vec::new();
     let cfg = match load_config(config) {
         Ok(c) => {

@@ -63,6 +63,22 @@ impl std::fmt::Display for HostPort {
     }
 }
 
+/// Parse `--dc-override ID=HOST:PORT` items (repeatable; several addresses for one id are
+/// tried in order).
+pub fn parse_dc_overrides(items: &[String]) -> Result<Vec<(DcKey, Vec<HostPort>)>, String> {
+    let mut out: Vec<(DcKey, Vec<HostPort>)> = Vec::new();
+    for item in items {
+        let (id, addr) = item.split_once('=').ok_or_else(|| format!("--dc-override `{item}`: write ID=HOST:PORT, e.g. 2=127.0.0.1:4443"))?;
+        let key = DcKey::parse(id)?;
+        let hp = HostPort::parse(addr)?;
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(hp),
+            None => out.push((key, vec![hp])),
+        }
+    }
+    Ok(out)
+}
+
 /// Which address family to use towards Telegram DCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpPreference {
