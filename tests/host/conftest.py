@@ -29,20 +29,13 @@ ROOT = HERE.parent.parent
 E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
 
-from helpers import User  # noqa: E402,F401
+from helpers import User, wait_until  # noqa: E402,F401
 
 BIN = Path(os.environ.get("VLESS_MTPROXY_BIN", ROOT / "target" / "debug" / "vless-mtproxy"))
 PY = sys.executable
 FAIL_RE = re.compile(r"handshake failed client=(\S+) reason=([a-z_]+)")
 
 
-def wait_until(pred, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 def run(cmd, timeout=60, check=True, **kw):

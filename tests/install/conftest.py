@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
+from helpers import wait_until  # noqa: E402  (one implementation, in tests/e2e)
 
 STATIC_BIN = Path(os.environ.get("VLESS_MTPROXY_STATIC_BIN",
                                  ROOT / "target" / "x86_64-unknown-linux-gnu" / "release" / "vless-mtproxy"))
@@ -211,10 +212,3 @@ def td_ping(server: str, port: int, secret: str, timeout: float = 30.0) -> dict:
     return json.loads(lines[-1])
 
 
-def wait_until(pred, timeout: float, step: float = 0.2):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= end:
-            return v
-        time.sleep(step)
