@@ -334,7 +334,7 @@ def test_metrics_parse_and_equal_stats_json(stats_proxy, fakedc):
         assert v("user_bytes_total", user=n, direction="to_client") == u["bytes_to_client"]
         assert v("user_unique_ips", user=n) == u["unique_ips_active"]
         assert v("user_unique_ips_seen", user=n) == u["unique_ips_seen"]
-        assert v("user_quota_used_bytes", user=n) == u["quota_used_bytes"] == 0
+        assert v("user_quota_used_bytes", user=n) == u["quota_used_bytes"]
         assert v("user_last_seen_timestamp_seconds", user=n) == (u["last_seen"] or 0)
     assert rep["users"][[u["name"] for u in rep["users"]].index("bob")]["connections_total"] == 2
 
