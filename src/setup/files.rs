@@ -17,9 +17,8 @@ fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -
     move |source| FileError::Io { path: path.to_path_buf(), action, source }
 }
 
-/// Create a folder (and its parents) with `mode`, and give it `owner` when asked.
-pub fn ensure_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), FileError> {
-    fs::create_dir_all(path).map_err(io(path, "creating the folder"))?;
+/// Give an existing file or folder `mode`, and `owner` when asked, changing only what differs.
+fn set_mode_and_owner(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), FileError> {
     let meta = fs::metadata(path).map_err(io(path, "reading"))?;
     if meta.permissions().mode() & 0o7777 != mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path, "setting the mode"))?;
@@ -29,6 +28,13 @@ pub fn ensure_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path, "changing the owner"))?;
         }
     }
+    Ok(())
+}
+
+/// Create a folder (and its parents) with `mode`, and give it `owner` when asked.
+pub fn ensure_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<(), FileError> {
+    fs::create_dir_all(path).map_err(io(path, "creating the folder"))?;
+    set_mode_and_owner(path, mode, owner)?;
     Ok(())
 }
 
@@ -60,15 +66,7 @@ pub fn write_if_changed(path: &Path, content: &[u8], mode: u32, owner: Option<(u
         }
         return Ok(true);
     }
-    let meta = fs::metadata(path).map_err(io(path, "reading"))?;
-    if meta.permissions().mode() & 0o7777 != mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path, "setting the mode"))?;
-    }
-    if let Some((uid, gid)) = owner {
-        if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path, "changing the owner"))?;
-        }
-    }
+    set_mode_and_owner(path, mode, owner)?;
     Ok(false)
 }
 

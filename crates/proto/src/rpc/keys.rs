@@ -108,7 +108,7 @@ pub fn derive(purpose: Purpose, input: &KeyInput<'_>) -> ChannelKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rpc::msg::BUNDLED_PROXY_SECRET;
 
@@ -116,7 +116,8 @@ mod tests {
         hex::decode(s).unwrap().try_into().unwrap()
     }
 
-    fn input_v4() -> KeyInput<'static> {
+    /// The §8.4 Vector D inputs (IPv4), also used by the handshake vector in `rpc::tests`.
+    pub(crate) fn input_v4() -> KeyInput<'static> {
         KeyInput {
             nonce_srv: h("f728d238410c65aad89b0efdfaeedbe2"),
             nonce_clt: h("1831356fc60aebb4e6705c4e01c96a69"),

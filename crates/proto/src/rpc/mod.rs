@@ -27,12 +27,8 @@ pub mod msg;
 mod tests {
     use super::cbc::{CbcDecrypt, CbcEncrypt};
     use super::frame::{pad_to_block, FrameReader, FrameWriter};
-    use super::keys::{derive, KeyInput, Purpose};
-    use super::msg::{Handshake, HandshakeReply, Nonce, BUNDLED_PROXY_SECRET, PID_PLACEHOLDER};
-
-    fn h<const N: usize>(s: &str) -> [u8; N] {
-        hex::decode(s).unwrap().try_into().unwrap()
-    }
+    use super::keys::{self, derive, Purpose};
+    use super::msg::{Handshake, HandshakeReply, Nonce, PID_PLACEHOLDER};
 
     /// Reference §8.4: the proxy's RPC_NONCE frame, then its RPC_HANDSHAKE framed (seq −1),
     /// padded with one `04000000` word to 48 bytes and encrypted with the CLIENT key/IV. The
@@ -40,14 +36,7 @@ mod tests {
     /// completed a handshake with the official binary). The middle-end side decrypts them back.
     #[test]
     fn vector_d_nonce_and_encrypted_handshake() {
-        let input = KeyInput {
-            nonce_srv: h("f728d238410c65aad89b0efdfaeedbe2"),
-            nonce_clt: h("1831356fc60aebb4e6705c4e01c96a69"),
-            clt_ts: 1528396015,
-            server: "149.154.162.38:80".parse().unwrap(),
-            client: "80.211.29.34:54208".parse().unwrap(),
-            secret: &BUNDLED_PROXY_SECRET,
-        };
+        let input = keys::tests::input_v4();
         let mut w = FrameWriter::default();
         let mut out = Vec::new();
         let nonce = Nonce { key_select: [0xc4, 0xf9, 0xfa, 0xca], schema: 1, ts: input.clt_ts, nonce: input.nonce_clt };
