@@ -184,6 +184,58 @@ async fn known_traffic_of_two_users_is_counted_exactly() {
     assert_eq!(m["vless_mtproxy_users{state=\"disabled\"}"], 1.0);
 }
 
+/// Every accepted connection ends in exactly one bucket: a handshake that authenticated, a failed
+/// handshake (by reason), closed early (nothing sent), or refused by a user's limit.
+#[tokio::test]
+async fn every_connection_is_accounted_for() {
+    let e = start(false, Limits::default()).await;
+    let text = format!("[timeouts]\nhandshake = \"2s\"\n[fronting]\nenabled = false\n[users.alice]\nsecret = \"{S_ALICE}\"\nkind = \"dd\"\nmax_connections = 1\n");
+    e.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
+    let alice = Secret::from_hex(S_ALICE).unwrap();
+
+    // Two port-scan style connections: open, send nothing, close.
+    for _ in 0..2 {
+        drop(TcpStream::connect(e.proxy).await.unwrap());
+    }
+    // A prober with 64 bytes no secret matches.
+    let mut probe = TcpStream::connect(e.proxy).await.unwrap();
+    probe.write_all(&pattern(64, 9)).await.unwrap();
+    drop(probe);
+    // alice may hold one connection; her second is refused after its handshake.
+    let mut first = Client::connect(e.proxy, &alice, &Mode::Padded, 2).await.unwrap();
+    echo(&mut first, 100, 1).await;
+    let mut second = Client::connect(e.proxy, &alice, &Mode::Padded, 2).await.unwrap();
+    second.send(&pattern(10, 2)).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(5), second.recv(1)).await.expect("refused in time").is_err());
+    drop((first, second));
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = report(&e).await;
+        if (r.connections.active == 0 && r.connections.total == 5) || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let c = &r.connections;
+    assert_eq!((c.active, c.total, c.closed_early, r.handshakes.ok), (0, 5, 2, 1), "{r:?}");
+    assert_eq!(r.handshakes.failed["bad_secret"], 1, "{r:?}");
+    assert_eq!(c.refused_user_limits["max_connections"], 1, "{r:?}");
+    assert_eq!(c.refused_user_limits.len(), 4, "every reason is listed");
+    let failed: u64 = r.handshakes.failed.values().sum();
+    let refused: u64 = c.refused_user_limits.values().sum();
+    assert_eq!(c.total, r.handshakes.ok + failed + c.closed_early + refused);
+
+    let (_, _, text) = get(e.stats, "/stats", "").await;
+    assert!(text.lines().any(|l| l == "connections_closed_early\t2"), "{text}");
+    assert!(text.lines().any(|l| l == "connections_refused_user_max_connections\t1"), "{text}");
+    let (_, _, prom) = get(e.stats, "/metrics", "").await;
+    let m = parse_prom(&prom);
+    assert_eq!(m["vless_mtproxy_connections_closed_early_total"], 2.0);
+    assert_eq!(m["vless_mtproxy_connections_refused_user_limit_total{reason=\"max_connections\"}"], 1.0);
+    assert_eq!(m["vless_mtproxy_connections_refused_user_limit_total{reason=\"quota\"}"], 0.0);
+}
+
 #[tokio::test]
 async fn reload_outcome_and_failures_are_reported() {
     let e = start(false, Limits::default()).await;

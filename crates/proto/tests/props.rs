@@ -3,7 +3,7 @@
 //! split at arbitrary points (TCP gives no message boundaries). The coverage-guided fuzz targets in
 //! `fuzz/` complement these on arbitrary (mostly invalid) input; see `docs/fuzzing.md`.
 //!
-//! Case counts are kept modest (`CASES`) so the whole file runs in a few seconds.
+//! Case counts are kept modest (64, or `PROPTEST_CASES`) so the whole file runs in a few seconds.
 
 use mtproxy_proto::faketls::{
     self, parse_hello_fields, read_client_hello, server_hello, sign_client_hello, verify_server_hello, HelloAuth,
@@ -15,10 +15,11 @@ use mtproxy_proto::secret::parse_client_secret;
 use mtproxy_proto::{ProtoTag, Secret, SecretKind};
 use proptest::prelude::*;
 
-const CASES: u32 = 64;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: CASES, ..ProptestConfig::default() }
+    // PROPTEST_CASES raises the count for a deeper sweep (docs/fuzzing.md).
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    ProptestConfig { cases, ..ProptestConfig::default() }
 }
 
 fn tag() -> impl Strategy<Value = ProtoTag> {

@@ -198,20 +198,20 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     // A trusted front's PROXY header names the real client: from here on `peer` is that address.
     let (peer, mut st) = match Box::pin(proxy_header::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all)).await {
         Admission::Proceed(client, st) => (client, st),
-        Admission::Quiet => return,
+        Admission::Quiet => return count_closed_early(&stats),
         Admission::Fail(st, reason) => return fail(stream, peer, st, reason, &snap, &stats).await,
     };
     let result = tokio::select! {
         // Boxed: the handshake's state is freed when it ends instead of sizing the whole
         // connection task (idle memory, docs/performance.md).
         r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, &shared.replay))) => r,
-        _ = shared.close_all.cancelled() => return,
+        _ = shared.close_all.cancelled() => return count_closed_early(&stats),
     };
     let auth = match result {
         Ok(Ok(auth)) => auth,
         Ok(Err(Failure::Io(e))) if st.consumed.is_empty() => {
             tracing::debug!(client = %ClientAddr(peer), error = %e, "closed before sending anything");
-            return;
+            return count_closed_early(&stats);
         }
         Ok(Err(failure)) => {
             let reason = match failure {
@@ -294,6 +294,10 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         _ = shared.close_all.cancelled() => "shutdown",
     };
     tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, up = up.total(), down = down.total(), outcome, "connection closed");
+}
+
+fn count_closed_early(stats: &Stats) {
+    stats.connections_closed_early.fetch_add(1, Relaxed);
 }
 
 async fn fail(stream: TcpStream, peer: SocketAddr, st: HandshakeState, reason: FailReason, snap: &Snapshot, stats: &Arc<Stats>) {

@@ -157,6 +157,10 @@ pub struct Stats {
     pub connections_active: AtomicU64,
     pub connections_total: AtomicU64,
     pub connections_refused_limit: AtomicU64,
+    /// Closed before the handshake ended without a verdict: the peer sent nothing (port scans,
+    /// load-balancer checks, clients that gave up) or shutdown began. With `handshakes_ok`,
+    /// the failures and the user-limit refusals it accounts for every accepted connection.
+    pub connections_closed_early: AtomicU64,
     pub handshakes_ok: AtomicU64,
     pub handshake_failures: [AtomicU64; FailReason::ALL.len()],
     pub fronted_active: AtomicU64,
@@ -182,6 +186,7 @@ impl Default for Stats {
             connections_active: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_refused_limit: AtomicU64::new(0),
+            connections_closed_early: AtomicU64::new(0),
             handshakes_ok: AtomicU64::new(0),
             handshake_failures: Default::default(),
             fronted_active: AtomicU64::new(0),

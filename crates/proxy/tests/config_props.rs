@@ -11,7 +11,9 @@ use mtproxy_proto::{Secret, SecretKind};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 64, ..ProptestConfig::default() }
+    // PROPTEST_CASES raises the count for a deeper sweep (docs/fuzzing.md).
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    ProptestConfig { cases, ..ProptestConfig::default() }
 }
 
 /// Durations the config can hold exactly: whole milliseconds whose count fits a u64, and whole
@@ -37,7 +39,10 @@ fn kind() -> impl Strategy<Value = SecretKind> {
     prop_oneof![
         Just(SecretKind::Classic),
         Just(SecretKind::Padded),
-        "[a-z0-9]{1,12}(\\.[a-z0-9]{1,10}){1,2}".prop_map(|domain| SecretKind::FakeTls { domain }),
+        // `valid_domain`: 4-182 characters, at least one dot, labels of letters, digits and inner `-`.
+        "[a-z0-9]{1,12}(\\.[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?){1,2}"
+            .prop_filter("a cover domain is at least 4 characters", |d| d.len() >= 4)
+            .prop_map(|domain| SecretKind::FakeTls { domain }),
     ]
 }
 

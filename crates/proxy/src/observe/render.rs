@@ -36,6 +36,10 @@ pub fn stats_text(r: &Report) -> String {
     kv("users_enabled", &r.config.users_enabled);
     kv("users_disabled", &r.config.users_disabled);
     kv("connections_refused_limit", &r.connections.refused_limit);
+    kv("connections_closed_early", &r.connections.closed_early);
+    for (reason, n) in &r.connections.refused_user_limits {
+        kv(&format!("connections_refused_user_{reason}"), n);
+    }
     kv("bytes_from_clients", &r.bytes.from_clients);
     kv("bytes_to_clients", &r.bytes.to_clients);
     kv("handshakes_ok", &r.handshakes.ok);
@@ -127,6 +131,11 @@ pub fn prometheus(r: &Report) -> String {
     p.one(&n("connections_active"), "gauge", "Client connections open now.", r.connections.active);
     p.one(&n("connections_total"), "counter", "Client connections accepted since start.", r.connections.total);
     p.one(&n("connections_refused_limit_total"), "counter", "Client connections refused by max_connections.", r.connections.refused_limit);
+    p.one(&n("connections_closed_early_total"), "counter", "Client connections closed before the handshake had a verdict (nothing sent, or shutdown).", r.connections.closed_early);
+    p.family(&n("connections_refused_user_limit_total"), "counter", "Authenticated connections refused by a user's limit, by reason.");
+    for (reason, v) in &r.connections.refused_user_limits {
+        p.sample(&n("connections_refused_user_limit_total"), &[("reason", reason)], v);
+    }
     p.family(&n("bytes_total"), "counter", "Client stream bytes relayed (after obfuscated2 init, without TLS record headers).");
     p.sample(&n("bytes_total"), &[("direction", "from_client")], r.bytes.from_clients);
     p.sample(&n("bytes_total"), &[("direction", "to_client")], r.bytes.to_clients);

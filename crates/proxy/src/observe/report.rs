@@ -12,6 +12,7 @@ use mtproxy_proto::SecretKind;
 use serde::{Deserialize, Serialize};
 
 use crate::events::FailReason;
+use crate::limits::Refusal;
 use crate::server::Shared;
 use crate::stats::{unix_now, CONNECT_BUCKETS};
 
@@ -72,6 +73,13 @@ pub struct Connections {
     pub active: u64,
     pub total: u64,
     pub refused_limit: u64,
+    /// Closed before the handshake had a verdict: nothing was sent, or shutdown began.
+    #[serde(default)]
+    pub closed_early: u64,
+    /// A user's limit refused the connection after its handshake, by reason (every reason
+    /// listed): `expired`, `quota`, `max_connections`, `max_ips`.
+    #[serde(default)]
+    pub refused_user_limits: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -241,6 +249,8 @@ pub fn collect(shared: &Shared, ctx: &Context) -> Report {
             active: st.connections_active.load(Relaxed),
             total: st.connections_total.load(Relaxed),
             refused_limit: st.connections_refused_limit.load(Relaxed),
+            closed_early: st.connections_closed_early.load(Relaxed),
+            refused_user_limits: Refusal::ALL.iter().map(|r| (r.as_str().to_string(), shared.limits.refused[r.index()].load(Relaxed))).collect(),
         },
         bytes: Bytes { from_clients: st.bytes_from_client.load(Relaxed), to_clients: st.bytes_to_client.load(Relaxed) },
         handshakes: Handshakes { ok: st.handshakes_ok.load(Relaxed), failed },
