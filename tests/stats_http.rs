@@ -71,6 +71,18 @@ async fn report(e: &Env) -> Report {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The first report that satisfies `done`, polled for up to 5 s; the last one after that.
+async fn report_when(e: &Env, done: impl Fn(&Report) -> bool) -> Report {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = report(e).await;
+        if done(&r) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
@@ -120,14 +132,7 @@ async fn known_traffic_of_two_users_is_counted_exactly() {
     assert_eq!(live.listen, vec![e.proxy.to_string()]);
 
     drop((a1, a2, b1));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let r = loop {
-        let r = report(&e).await;
-        if r.connections.active == 0 || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let r = report_when(&e, |r| r.connections.active == 0).await;
     assert_eq!(r.connections.active, 0);
     let a = user(&r, "alice");
     let b = user(&r, "bob");
@@ -209,14 +214,7 @@ async fn every_connection_is_accounted_for() {
     assert!(tokio::time::timeout(Duration::from_secs(5), second.recv(1)).await.expect("refused in time").is_err());
     drop((first, second));
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let r = loop {
-        let r = report(&e).await;
-        if (r.connections.active == 0 && r.connections.total == 5) || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let r = report_when(&e, |r| r.connections.active == 0 && r.connections.total == 5).await;
     let c = &r.connections;
     assert_eq!((c.active, c.total, c.closed_early, r.handshakes.ok), (0, 5, 2, 1), "{r:?}");
     assert_eq!(r.handshakes.failed["bad_secret"], 1, "{r:?}");

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +27,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
 from fakedc import FakeDC  # noqa: E402
-from helpers import COVER_DOMAIN, User, free_port, listening, wait_until  # noqa: E402,F401
+from helpers import COVER_DOMAIN, TcpServer, User, free_port, listening, stop_group, wait_until  # noqa: E402,F401
 
 BIN = Path(os.environ.get("VLESS_MTPROXY_BIN", ROOT / "target" / "debug" / "vless-mtproxy"))
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -98,36 +96,19 @@ def tls_cover(cover_cert, tmp_path_factory):
     log.close()
 
 
-class EchoServer:
+class EchoServer(TcpServer):
     """Plain TCP stand-in mask host: echoes every byte and records what each connection sent."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.received: list[bytearray] = []
         self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True, name="echo")
-        self.thread.start()
+        super().__init__(name="echo")
 
-    @property
-    def addr(self):
-        return "127.0.0.1:%d" % self.port
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            buf = bytearray()
-            with self.lock:
-                self.received.append(buf)
-            threading.Thread(target=self._serve, args=(c, buf), daemon=True).start()
+    def accepted(self, c):
+        buf = bytearray()
+        with self.lock:
+            self.received.append(buf)
+        threading.Thread(target=self._serve, args=(c, buf), daemon=True).start()
 
     def _serve(self, c, buf):
         c.settimeout(30)
@@ -151,11 +132,6 @@ class EchoServer:
     def connections(self) -> int:
         with self.lock:
             return len(self.received)
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -289,16 +265,7 @@ class Proxy:
             # also the base64 forms of the raw key would be a leak; the hex form is what matters most
 
     def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc)
         self._log.close()
 
 

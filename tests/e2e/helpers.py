@@ -10,9 +10,12 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +61,71 @@ def listening(port: int) -> bool:
         except OSError:
             pass
     return False
+
+
+class TcpServer:
+    """A loopback listener whose accept loop runs on its own thread and hands each connection to
+    `accepted(conn)` on that thread (start a thread there for long work). Subclasses set their
+    own fields before calling `super().__init__()`, which starts the loop."""
+
+    def __init__(self, backlog: int = 64, name: str = "tcp-server"):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True, name=name)
+        self.thread.start()
+
+    @property
+    def addr(self) -> str:
+        return "127.0.0.1:%d" % self.port
+
+    def accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepted(c)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def ufw_root(tmp_path: Path) -> Path:
+    """A private copy of ufw's files under tmp_path, for `ufw --rootdir/--datadir`: tests never
+    touch the machine's own firewall."""
+    r = tmp_path / "ufwroot"
+    for src, dst in (("/etc/ufw", "etc/ufw"), ("/lib/ufw", "lib/ufw"), ("/usr/share/ufw", "usr/share/ufw")):
+        shutil.copytree(src, r / dst, symlinks=True)
+    (r / "etc" / "default").mkdir(parents=True, exist_ok=True)
+    shutil.copy("/etc/default/ufw", r / "etc" / "default" / "ufw")
+    r.chmod(0o755)
+    tmp_path.chmod(0o755)
+    return r
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 5) -> None:
+    """SIGTERM the process group a test started (start_new_session=True); SIGKILL after grace."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def wait_until(pred, timeout: float, interval: float = 0.05):

@@ -10,7 +10,8 @@ import pytest
 
 import mtp
 from conftest import BIN
-from helpers import User, fake_tls_attempt, listening, probe, tdlib, telethon_many, telethon_one, wait_until
+from helpers import (User, fake_tls_attempt, listening, probe, stop_group, tdlib, telethon_many, telethon_one,
+                     wait_until)
 
 REFUSED_DISABLED = {"user_disabled", "bad_secret"}
 
@@ -154,9 +155,4 @@ def test_first_run_creates_config(tmp_path, fakedc):
         r = mtp.obfs2_req_pq("127.0.0.1", port, bytes.fromhex(secret[2:]), mtp.TAG_PADDED)
         assert r.res_nonce == r.nonce
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(5)
+        stop_group(proc)

@@ -14,7 +14,6 @@ import os
 import secrets
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest

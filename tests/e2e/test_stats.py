@@ -31,47 +31,35 @@ import pytest
 
 import mtp
 from conftest import BIN
-from helpers import (User, free_port, in_private_netns, listening, tdlib_many, telethon_many,
-                     wait_until)
+from helpers import (TcpServer, User, free_port, in_private_netns, listening, stop_group, tdlib_many,
+                     telethon_many, wait_until)
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 # --------------------------------------------------------------------------- peers
 
-class Tap:
+class Tap(TcpServer):
     """TCP relay between the proxy and a DC that counts bytes per direction and connections."""
 
     def __init__(self, target_port: int | None):
         self.target_port = target_port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
         self.up = 0       # proxy -> DC
         self.down = 0     # DC -> proxy
         self.connections = 0
         self.open = 0
-        self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=128, name="tap")
 
     def counts(self):
         with self.lock:
             return self.up, self.down, self.connections, self.open
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self.lock:
-                self.connections += 1
-                self.open += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    def accepted(self, c):
+        with self.lock:
+            self.connections += 1
+            self.open += 1
+        threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _pipe(self, a, b, attr):
         try:
@@ -110,10 +98,6 @@ class Tap:
                 d.close()
             with self.lock:
                 self.open -= 1
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
 
 
 class Proxy:
@@ -163,13 +147,7 @@ class Proxy:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, grace=10)
         self._log.close()
 
 

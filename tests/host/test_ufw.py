@@ -7,9 +7,8 @@ everything on `lo`, so loopback would prove nothing). ufw runs on a private copy
 
 from __future__ import annotations
 
-import shutil
-
 from conftest import BIN, PY, listening_in, wait_until
+from helpers import ufw_root
 
 PORT = 8443
 OTHER = 9000
@@ -29,17 +28,6 @@ while time.time() < end:
         except OSError:
             pass
 """
-
-
-def ufw_root(tmp_path):
-    r = tmp_path / "ufwroot"
-    for src, dst in (("/etc/ufw", "etc/ufw"), ("/lib/ufw", "lib/ufw"), ("/usr/share/ufw", "usr/share/ufw")):
-        shutil.copytree(src, r / dst, symlinks=True)
-    (r / "etc" / "default").mkdir(parents=True, exist_ok=True)
-    shutil.copy("/etc/default/ufw", r / "etc" / "default" / "ufw")
-    r.chmod(0o755)
-    tmp_path.chmod(0o755)
-    return r
 
 
 def test_rule_opens_port_and_remove_closes_it(netns, tmp_path):

@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from pathlib import Path
 
@@ -33,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
-from helpers import wait_until  # noqa: E402  (one implementation, in tests/e2e)
+from helpers import wait_until  # noqa: E402,F401  (one implementation, in tests/e2e)
 
 STATIC_BIN = Path(os.environ.get("VLESS_MTPROXY_STATIC_BIN",
                                  ROOT / "target" / "x86_64-unknown-linux-gnu" / "release" / "vless-mtproxy"))

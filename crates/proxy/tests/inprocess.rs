@@ -10,14 +10,11 @@ use mtproxy_core::config::{parse_str, Config};
 use mtproxy_core::events::FailReason;
 use mtproxy_core::{bind, serve, Shared};
 use mtproxy_proto::{ProtoTag, Secret};
-use mtproxy_testkit::{client_hello, Client, FakeDc, Mode};
+use mtproxy_testkit::{client_hello, three_users, Client, FakeDc, Mode, S_CLASSIC, S_DD, S_EE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-const S_CLASSIC: &str = "00112233445566778899aabbccddeeff";
-const S_DD: &str = "11112233445566778899aabbccddeeff";
-const S_EE: &str = "22112233445566778899aabbccddeeff";
 
 fn secret(s: &str) -> Secret {
     Secret::from_hex(s).unwrap()
@@ -43,6 +40,7 @@ async fn echo_server() -> SocketAddr {
 }
 
 fn config_text(mask: SocketAddr, extra: &str) -> String {
+    let users = three_users();
     format!(
         r#"
 [server]
@@ -51,17 +49,7 @@ listen = ["127.0.0.1:1"]
 handshake = "2s"
 [fronting]
 mask_host = "{mask}"
-[users.classic]
-secret = "{S_CLASSIC}"
-kind = "classic"
-[users.dd]
-secret = "{S_DD}"
-kind = "dd"
-[users.ee]
-secret = "{S_EE}"
-kind = "ee"
-domain = "cover.test"
-{extra}
+{users}{extra}
 "#
     )
 }

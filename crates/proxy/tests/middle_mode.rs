@@ -16,12 +16,9 @@ use mtproxy_proto::framing;
 use mtproxy_proto::rpc::msg::flags;
 use mtproxy_proto::{ProtoTag, Secret};
 use mtproxy_testkit::fake_me::{ConfigServer, FakeMe, QUICK_ACK_TOKEN, REQ_PQ_MULTI, RES_PQ};
-use mtproxy_testkit::{Client, FakeDc, Mode};
+use mtproxy_testkit::{three_users, Client, FakeDc, Mode, S_CLASSIC, S_DD, S_EE};
 use tokio_util::sync::CancellationToken;
 
-const S_CLASSIC: &str = "00112233445566778899aabbccddeeff";
-const S_DD: &str = "11112233445566778899aabbccddeeff";
-const S_EE: &str = "22112233445566778899aabbccddeeff";
 const AD_TAG: &str = "dcbe8f1493fa4cd9ab300891c0b5b326";
 const AD_TAG2: &str = "0123456789abcdef0123456789abcdef";
 
@@ -81,6 +78,7 @@ impl MeFiles {
 }
 
 fn config_text(promoted: &str) -> String {
+    let users = three_users();
     format!(
         r#"
 [server]
@@ -88,17 +86,7 @@ listen = ["127.0.0.1:1"]
 [timeouts]
 handshake = "2s"
 connect = "2s"
-[users.classic]
-secret = "{S_CLASSIC}"
-kind = "classic"
-[users.dd]
-secret = "{S_DD}"
-kind = "dd"
-[users.ee]
-secret = "{S_EE}"
-kind = "ee"
-domain = "cover.test"
-{promoted}
+{users}{promoted}
 "#
     )
 }

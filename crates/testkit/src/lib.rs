@@ -7,11 +7,26 @@
 //!
 //! * [`fake_me`]: a fake middle-end (RPC server side, reference §5) with fake-DC logic behind
 //!   it, and a fake configuration server, for the middle-proxy path.
+//! * [`three_users`]: one user of each kind, as config text, for tests that need all three.
 //!
 //! The independent-client proof (TDLib, Telethon) lives in `tests/e2e`; these peers exist so
 //! that Rust tests and the benchmark need no Python.
 
 pub mod fake_me;
+
+/// The secrets of [`three_users`]: one user of each kind.
+pub const S_CLASSIC: &str = "00112233445566778899aabbccddeeff";
+pub const S_DD: &str = "11112233445566778899aabbccddeeff";
+pub const S_EE: &str = "22112233445566778899aabbccddeeff";
+
+/// `[users.classic]`, `[users.dd]` and `[users.ee]` (cover domain `cover.test`) as config text.
+pub fn three_users() -> String {
+    format!(
+        "[users.classic]\nsecret = \"{S_CLASSIC}\"\nkind = \"classic\"\n\
+         [users.dd]\nsecret = \"{S_DD}\"\nkind = \"dd\"\n\
+         [users.ee]\nsecret = \"{S_EE}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n"
+    )
+}
 
 use std::io;
 use std::net::SocketAddr;
