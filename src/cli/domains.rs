@@ -1,10 +1,12 @@
 //! Cover domains for fake-TLS users (`[fake_tls] domains`), and the network check of a domain.
 //!
-//! The check resolves the name and opens a TCP connection to port 443, each bounded by
-//! [`CHECK_TIMEOUT`]. It only warns: a host without outside network (or a test) must still be
-//! able to save the domain.
+//! The check resolves the name, connects to port 443 and sends a TLS ClientHello
+//! (`monitor::tlsprobe`), each step bounded by [`CHECK_TIMEOUT`]: a cover domain must answer
+//! TLS 1.3, because fake-TLS answers like a TLS 1.3 server and a prober comparing the two would
+//! notice. It only warns: a host without outside network (or a test) must still be able to save
+//! the domain.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -12,10 +14,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use mtproxy_core::config::{valid_domain, COVER_DOMAINS};
 use serde_json::json;
+use tokio::net::TcpStream;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use super::output::print_json;
 use super::users::JsonArg;
+use crate::monitor::tlsprobe::{self, TlsAnswer};
 use crate::store::{self, Store};
 
 /// Bound of each network step of a domain check.
@@ -54,10 +58,25 @@ pub fn check_domain(domain: &str) {
             return;
         }
     };
-    match TcpStream::connect_timeout(&addrs[0], CHECK_TIMEOUT) {
-        Ok(_) => eprintln!("checked: {domain} resolves ({}) and accepts connections on port 443", addrs[0].ip()),
-        Err(e) => eprintln!("warning: {domain} resolves but {}:443 is unreachable ({e}); fake-TLS clients of it would be fronted to a dead site. Saved anyway.", addrs[0].ip()),
+    let ip = addrs[0].ip();
+    match tls_answer(domain, addrs[0]) {
+        Err(e) => eprintln!("warning: {domain} resolves but {ip}:443 is unreachable ({e}); fake-TLS clients of it would be fronted to a dead site. Saved anyway."),
+        Ok(None) => eprintln!("warning: {domain} ({ip}:443) accepts connections but sent no TLS answer within {}s; it may not be an HTTPS site. Saved anyway.", CHECK_TIMEOUT.as_secs()),
+        Ok(Some(a)) if a.is_tls13() => eprintln!("checked: {domain} resolves ({ip}) and answers TLS 1.3 on port 443"),
+        Ok(Some(a)) => eprintln!(
+            "warning: {domain} ({ip}:443) {}: fake-TLS answers like a TLS 1.3 server, so a prober comparing the proxy with the site could tell them apart. Saved anyway; a site that speaks TLS 1.3 is a better cover.",
+            a.describe()
+        ),
     }
+}
+
+/// Connect to `addr` and ask for a ServerHello for `domain`; `Ok(None)`: no answer in time.
+fn tls_answer(domain: &str, addr: SocketAddr) -> std::io::Result<Option<TlsAnswer>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut s = tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        Ok(tokio::time::timeout(CHECK_TIMEOUT, tlsprobe::ask(&mut s, domain)).await.ok().transpose()?)
+    })
 }
 
 fn domains_array(doc: &mut DocumentMut, current: &[String]) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ mod client;
 mod doctor;
 mod status;
 mod table;
-mod tlsprobe;
+pub(crate) mod tlsprobe;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;

@@ -5,8 +5,12 @@
 //! No key exchange is completed and no certificate is checked: the fake-TLS ServerHello a
 //! proxy imitates is the 1.3 one (reference §4.7), so what matters is that the cover domain
 //! answers 1.3 the way we do. No crypto library is needed for that.
+//!
+//! Used by `doctor` (the configured cover domains) and by the domain check of
+//! `add-fake-tls-domain` / `add-user --fake-tls`.
 
 use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// What the server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,42 @@ pub enum TlsAnswer {
     Alert(u8, u8),
     /// Anything else.
     NotTls(String),
+}
+
+impl TlsAnswer {
+    /// The answer of a server that speaks TLS 1.3 (a HelloRetryRequest is one too).
+    pub fn is_tls13(&self) -> bool {
+        matches!(self, TlsAnswer::Version(0x0304) | TlsAnswer::RetryRequest)
+    }
+
+    /// What the server did, for a message: "chose TLS 1.2", "answered a TLS alert ...".
+    pub fn describe(&self) -> String {
+        match self {
+            TlsAnswer::Version(0x0304) | TlsAnswer::RetryRequest => "answers TLS 1.3".to_string(),
+            TlsAnswer::Version(0x0303) => "chose TLS 1.2, not 1.3".to_string(),
+            TlsAnswer::Version(v) => format!("chose TLS version {v:#06x}, not 1.3"),
+            TlsAnswer::Alert(level, description) => format!("answered a TLS alert (level {level}, description {description})"),
+            TlsAnswer::NotTls(m) => m.clone(),
+        }
+    }
+}
+
+/// Send a ClientHello for `sni` on `s` and read until the answer is understood. The caller
+/// bounds the time.
+pub async fn ask<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, sni: &str) -> std::io::Result<TlsAnswer> {
+    s.write_all(&client_hello(sni)).await?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(parse_answer(&buf).unwrap_or(TlsAnswer::NotTls("closed before a ServerHello".into())));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(a) = parse_answer(&buf) {
+            return Ok(a);
+        }
+    }
 }
 
 const HRR_RANDOM: [u8; 32] = [

@@ -34,6 +34,16 @@ impl Env {
         self.cmd(args).output().unwrap()
     }
 
+    /// Run in a network namespace of its own with no interface up (`unshare --net`, needs
+    /// root): commands that would use the network (DNS, connects) cannot reach any other host.
+    pub fn run_offline(&self, args: &[&str]) -> Output {
+        let inner = self.cmd(args);
+        let mut c = Command::new("unshare");
+        c.arg("--net").arg("--").arg(inner.get_program()).args(inner.get_args());
+        c.env_remove("VLESS_MTPROXY_CONFIG").env_remove("RUST_LOG");
+        c.output().expect("unshare (util-linux) runs the command")
+    }
+
     /// Run; it must succeed. Returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);

@@ -86,6 +86,14 @@ class Netns:
             run(["ip", "netns", "exec", ns, "ip", "link", "set", ifc, "up"])
         time.sleep(0.05)
 
+    def hosts(self, ns: str, text: str):
+        """/etc/hosts as seen by programs run with `ip netns exec ns` (iproute2 bind-mounts
+        /etc/netns/NS/hosts over it), so a test can give names to addresses in its namespace."""
+        d = Path("/etc/netns") / ns
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts").write_text(text)
+        self.etc_dirs = getattr(self, "etc_dirs", []) + [d]
+
     def exec(self, ns: str, cmd, timeout=60, check=True, **kw):
         return run(["ip", "netns", "exec", ns] + [str(c) for c in cmd], timeout=timeout, check=check, **kw)
 
@@ -132,6 +140,15 @@ class Netns:
                 except (ProcessLookupError, ValueError):
                     pass
             run(["ip", "netns", "del", ns], check=False)
+        for d in getattr(self, "etc_dirs", []):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def self_signed(tmp_path, cn):
+    cert, key = tmp_path / ("%s.crt" % cn), tmp_path / ("%s.key" % cn)
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", "/CN=%s" % cn, "-keyout", key, "-out", cert])
+    return cert, key
 
 
 @pytest.fixture

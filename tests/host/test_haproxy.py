@@ -12,17 +12,10 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import BIN, ProxyProc, User, dc_constructors, listening_in, run, start_fakedc, wait_until
+from conftest import BIN, ProxyProc, User, dc_constructors, listening_in, run, self_signed, start_fakedc, wait_until
 
 COVER = "cover.test"
 OTHER = "vpn.test"
-
-
-def self_signed(tmp_path, cn):
-    cert, key = tmp_path / ("%s.crt" % cn), tmp_path / ("%s.key" % cn)
-    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "2", "-subj", "/CN=%s" % cn, "-keyout", key, "-out", cert])
-    return cert, key
 
 
 def test_sni_route_with_proxy_v2_and_untrusted_header(netns, tmp_path):

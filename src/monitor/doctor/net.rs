@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use mtproxy_core::config::{Config, HostPort};
 use mtproxy_core::dc::Target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Check, Level};
 use crate::monitor::client;
-use crate::monitor::tlsprobe::{self, TlsAnswer};
+use crate::monitor::tlsprobe;
 
 /// Default routes of this host's network namespace: (IPv4, IPv6), loopback excluded.
 pub fn default_routes() -> (bool, bool) {
@@ -194,27 +193,10 @@ async fn check_tls13(net: &Net, cfg: &Config, domain: &str) -> Check {
                 continue;
             }
         };
-        let answer = async {
-            s.write_all(&tlsprobe::client_hello(domain)).await?;
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            loop {
-                let n = s.read(&mut chunk).await?;
-                if n == 0 {
-                    return Ok::<_, std::io::Error>(tlsprobe::parse_answer(&buf).unwrap_or(TlsAnswer::NotTls("closed before a ServerHello".into())));
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(a) = tlsprobe::parse_answer(&buf) {
-                    return Ok(a);
-                }
-            }
-        };
         let advice = Some("fake-TLS answers like a TLS 1.3 server: pick a cover domain (or mask_host) that speaks TLS 1.3, or probers can tell us apart");
-        return match tokio::time::timeout(net.timeout, answer).await {
-            Ok(Ok(TlsAnswer::Version(0x0304))) | Ok(Ok(TlsAnswer::RetryRequest)) => Check::ok(name, format!("{target} ({a}) answers TLS 1.3")).timed(t0),
-            Ok(Ok(TlsAnswer::Version(v))) => Check::new(name, Level::Fail, format!("{target} chose TLS version {v:#06x}, not 1.3"), advice).timed(t0),
-            Ok(Ok(TlsAnswer::Alert(l, d))) => Check::new(name, Level::Fail, format!("{target} answered a TLS alert (level {l}, description {d})"), advice).timed(t0),
-            Ok(Ok(TlsAnswer::NotTls(m))) => Check::new(name, Level::Fail, format!("{target}: {m}"), advice).timed(t0),
+        return match tokio::time::timeout(net.timeout, tlsprobe::ask(&mut s, domain)).await {
+            Ok(Ok(answer)) if answer.is_tls13() => Check::ok(name, format!("{target} ({a}) answers TLS 1.3")).timed(t0),
+            Ok(Ok(answer)) => Check::new(name, Level::Fail, format!("{target}: {}", answer.describe()), advice).timed(t0),
             Ok(Err(e)) => Check::new(name, Level::Fail, format!("{target}: {e}"), advice).timed(t0),
             Err(_) => Check::new(name, Level::Fail, format!("{target} sent no ServerHello within {} ms", net.timeout.as_millis()), advice).timed(t0),
         };
