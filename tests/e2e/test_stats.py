@@ -170,9 +170,14 @@ def stats_proxy(tmp_path, request):
 
 
 def quiesce(px: Proxy, tap: Tap, timeout: float = 15):
-    """Wait until no client connection is open at the proxy and the tap's legs are closed."""
-    ok = wait_until(lambda: px.report()["connections"]["active"] == 0 and tap.counts()[3] == 0, timeout, 0.1)
-    assert ok, (px.report()["connections"], tap.counts())
+    """Wait until no client connection is open at the proxy, the tap has accepted every DC
+    connection the proxy made (none still in its listen backlog), and the tap's legs are closed."""
+    def settled():
+        rep = px.report()
+        made = sum(d["connects_ok"] for d in rep["upstream"]["dcs"])
+        _, _, accepted, open_legs = tap.counts()
+        return rep["connections"]["active"] == 0 and accepted == made and open_legs == 0
+    assert wait_until(settled, timeout, 0.1), (px.report(), tap.counts())
 
 
 # --------------------------------------------------------------------------- tests
