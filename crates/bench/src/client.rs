@@ -4,7 +4,7 @@
 //! bulk bytes sent pre-made instead of encrypted one by one.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mtproxy_proto::crypto::AesCtr;
@@ -13,7 +13,7 @@ use mtproxy_proto::obfs2::{self, INIT_LEN};
 use mtproxy_proto::{ProtoTag, Secret};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::fakedc::{command, CMD_LEN};
 
@@ -61,7 +61,20 @@ fn invalid(msg: &str) -> io::Error {
 impl Conn {
     /// Connect, complete the handshake and send the fake DC's command.
     pub async fn open(addr: SocketAddr, kind: Kind, secret: &Secret, cmd: Option<(u8, u64)>) -> io::Result<Conn> {
-        let mut s = TcpStream::connect(addr).await?;
+        Conn::open_from(None, addr, kind, secret, cmd).await
+    }
+
+    /// [`Conn::open`] from the source address `from` (another loopback address looks like
+    /// another client to the proxy).
+    pub async fn open_from(from: Option<IpAddr>, addr: SocketAddr, kind: Kind, secret: &Secret, cmd: Option<(u8, u64)>) -> io::Result<Conn> {
+        let mut s = match from {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+        };
         s.set_nodelay(true)?;
         let mut tls = None;
         if kind == Kind::Ee {

@@ -119,6 +119,36 @@ async fn with_timeout<T>(d: Duration, what: &str, f: impl std::future::Future<Ou
     }
 }
 
+/// Where the connections of a handshake run come from.
+#[derive(Clone, Copy)]
+pub enum Clients {
+    /// All from 127.0.0.1: after the first, the proxy tries the address's last secret first.
+    OneAddress,
+    /// Each from a loopback address of its own (127.1.0.0 upwards): the full secret search.
+    NewAddresses,
+}
+
+impl Clients {
+    fn name(self) -> &'static str {
+        match self {
+            Clients::OneAddress => "one-address",
+            Clients::NewAddresses => "new-address",
+        }
+    }
+
+    /// The source address of the next connection (`None`: the default, 127.0.0.1).
+    fn source(self, next: &std::cell::Cell<u32>) -> Option<std::net::IpAddr> {
+        match self {
+            Clients::OneAddress => None,
+            Clients::NewAddresses => {
+                let n = next.get();
+                next.set(n + 1);
+                Some(std::net::Ipv4Addr::new(127, 1 + (n >> 16) as u8, (n >> 8) as u8, n as u8).into())
+            }
+        }
+    }
+}
+
 impl Bench {
     pub fn wants(&self, name: &str) -> bool {
         self.s.only.as_ref().is_none_or(|o| o.iter().any(|x| x == name))
@@ -269,7 +299,7 @@ impl Bench {
     }
 
     /// connect -> handshake -> first echo -> close, `par` at a time.
-    pub async fn handshakes(&mut self, kind: Kind, users: usize) -> Res<()> {
+    pub async fn handshakes(&mut self, kind: Kind, users: usize, clients: Clients) -> Res<()> {
         let t = self.start(kind, users)?;
         let count: usize = if self.s.smoke { 10 } else if users >= 1000 { 600 } else { 3000 };
         let par = 8;
@@ -279,15 +309,18 @@ impl Bench {
         let (addr, secret) = (t.proc.addr, t.secret);
         let reps = self.reps();
         let per = count / par / reps;
+        let next_source = std::rc::Rc::new(std::cell::Cell::new(0u32));
         let mut per_rep = Vec::new();
         let t0 = Instant::now();
         for _ in 0..reps {
             let cpu0 = t.cpu();
             let mut set = JoinSet::new();
             for _ in 0..par {
+                let next_source = next_source.clone();
                 set.spawn_local(async move {
                     for _ in 0..per {
-                        let mut c = Conn::open(addr, kind, &secret, Some((b'E', 0))).await?;
+                        let from = clients.source(&next_source);
+                        let mut c = Conn::open_from(from, addr, kind, &secret, Some((b'E', 0))).await?;
                         let msg = [0x5au8; 16];
                         let mut back = [0u8; 16];
                         c.send(&msg).await?;
@@ -309,7 +342,7 @@ impl Bench {
         let secs = t0.elapsed().as_secs_f64();
         let n = per * par * reps;
         let m = median(&mut per_rep);
-        self.emit(json!({"scenario": "handshake", "target": kind.name(), "users": users, "count": n,
+        self.emit(json!({"scenario": "handshake", "target": kind.name(), "users": users, "clients": clients.name(), "count": n,
             "secs": r3(secs), "per_s": r3(n as f64 / secs),
             "cpu_s_per_1000": r3(m), "cpu_us_each": r3(m * 1000.0),
             "cpu_s_per_1000_reps": per_rep.iter().map(|x| r3(*x)).collect::<Vec<_>>()}));
@@ -511,10 +544,14 @@ pub async fn run_all(b: &mut Bench) {
         }
     }
     if b.wants("handshake") {
-        step!(b.handshakes(Kind::Direct, 1).await);
+        step!(b.handshakes(Kind::Direct, 1, Clients::OneAddress).await);
         for k in [Kind::Classic, Kind::Dd, Kind::Ee] {
             for users in [1, 100, 1000] {
-                step!(b.handshakes(k, users).await);
+                step!(b.handshakes(k, users, Clients::OneAddress).await);
+            }
+            // Every connection from an address the proxy has not seen: no secret hint.
+            for users in [100, 1000] {
+                step!(b.handshakes(k, users, Clients::NewAddresses).await);
             }
         }
     }

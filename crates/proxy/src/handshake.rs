@@ -8,9 +8,11 @@
 //! anything else            -> obfuscated2: 64-byte init -> tag per secret -> replay
 //! ```
 //! Every byte read is kept in [`HandshakeState::consumed`] until the client is authenticated,
-//! so a failed or probing connection can be handed to the mask host unchanged.
+//! so a failed or probing connection can be handed to the mask host unchanged. Secrets are
+//! tried in [`Snapshot::search_order`]: the one the client's address used last first (`hints`).
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,7 @@ use rand::{Rng, RngCore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::events::FailReason;
+use crate::hints::SecretHints;
 use crate::replay::ReplayCache;
 use crate::snapshot::{Candidate, Snapshot, UserEntry};
 
@@ -105,24 +108,39 @@ fn unix_secs(t: SystemTime) -> i64 {
     }
 }
 
-/// Run the server side of the handshake on `stream`.
+/// The client's address and the table of the secrets addresses used last.
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub ip: IpAddr,
+    pub hints: &'a SecretHints,
+}
+
+impl Origin<'_> {
+    fn matched(&self, cand: &Candidate) {
+        self.hints.remember(self.ip, cand.secret);
+    }
+}
+
+/// Run the server side of the handshake on `stream` for a client at `origin`.
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     st: &mut HandshakeState,
     snap: &Snapshot,
     replay: &Mutex<ReplayCache>,
+    origin: Origin<'_>,
 ) -> Result<Authenticated, Failure> {
     while st.consumed.len() < 3 {
         read_more(stream, st).await?;
     }
     if faketls::looks_like_tls(&st.consumed) {
-        fake_tls(stream, st, snap, replay).await
+        fake_tls(stream, st, snap, replay, origin).await
     } else {
         while st.consumed.len() < INIT_LEN {
             read_more(stream, st).await?;
         }
         let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
-        let (cand, accepted) = match_obfs2(&frame, snap.candidates.iter())?;
+        let (cand, accepted) = match_obfs2(&frame, snap.search_order(origin.hints.get(origin.ip)))?;
+        origin.matched(cand);
         cand.usable(SystemTime::now()).map_err(Failure::Rejected)?;
         if !transport_allowed(&cand.entry.user.kind, accepted.tag, false, snap.config.allow_any_transport) {
             return Err(Failure::Rejected(FailReason::BadTransport));
@@ -169,6 +187,7 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
     st: &mut HandshakeState,
     snap: &Snapshot,
     replay: &Mutex<ReplayCache>,
+    origin: Origin<'_>,
 ) -> Result<Authenticated, Failure> {
     let malformed = || Failure::Rejected(FailReason::Malformed);
     let (hello_len, canonical) = loop {
@@ -181,11 +200,11 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
     let auth = HelloAuth::new(&canonical);
     let allow_any = snap.config.allow_any_transport;
     let (cand, timestamp) = snap
-        .candidates
-        .iter()
+        .search_order(origin.hints.get(origin.ip))
         .filter(|c| allow_any || matches!(c.entry.user.kind, SecretKind::FakeTls { .. }))
         .find_map(|c| auth.check(&c.secret).map(|ts| (c, ts)))
         .ok_or(Failure::Rejected(FailReason::BadSecret))?;
+    origin.matched(cand);
     let now = SystemTime::now();
     cand.usable(now).map_err(Failure::Rejected)?;
     let skew = (unix_secs(now) - timestamp as i64).unsigned_abs();

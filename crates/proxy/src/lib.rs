@@ -1,20 +1,20 @@
 //! The vless-mtproxy server as a library.
 //!
 //! `config` turns a TOML file into a validated model; `server` binds and accepts; each
-//! connection goes through `handshake` (with `replay`), then `fronting` on failure or
-//! `upstream` + `relay` on success; `events` and `stats` are what observers see. `snapshot`
-//! is the immutable configuration view that live reloads swap. `proxy_header` reads an optional
-//! PROXY protocol header from a trusted front before the handshake.
-//! `upstream` + `relay` on success (or `middle`, the middle-proxy path, when an ad tag is set); `events` and `stats` are what observers see. `snapshot`
-//! is the immutable configuration view that live reloads swap.
-//! is the immutable configuration view that live reloads swap. `observe` is the statistics
-//! listener that reads `stats`.
+//! connection may start with a PROXY protocol header from a trusted front (`proxy_header`), then
+//! goes through `handshake` (with `replay`, and `hints` to try a returning address's secret
+//! first), then `fronting` on failure, or on success `upstream` + `relay` (direct to a DC) or
+//! `middle` (the middle-proxy path, while an ad tag is set). `limits` holds the per-user
+//! limits; `events` and `stats` are what observers see, and `observe` is the statistics
+//! listener that reads them. `snapshot` is the immutable configuration view that live reloads
+//! swap.
 
 pub mod config;
 pub mod dc;
 pub mod events;
 pub mod fronting;
 pub mod handshake;
+pub mod hints;
 pub mod proxy_header;
 pub mod limits;
 pub mod middle;

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DcKey, HostPort};
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
-use crate::handshake::{handshake, Authenticated, Failure, HandshakeState};
+use crate::handshake::{handshake, Authenticated, Failure, HandshakeState, Origin};
+use crate::hints::SecretHints;
 use crate::middle::{self, Middle};
 use crate::proxy_header::{self, Admission};
 use crate::relay::{pump, Activity, ClientToDc, DcToClient, LazyCtr, Recrypt};
@@ -42,6 +43,8 @@ pub struct Shared {
     pub limits: crate::limits::Limits,
     /// The middle-proxy path (used while an ad tag is set).
     pub middle: Arc<Middle>,
+    /// The secret each client address used last, tried first on its next handshake.
+    pub hints: SecretHints,
 }
 
 impl Shared {
@@ -58,6 +61,7 @@ impl Shared {
             cli_overrides,
             close_all: CancellationToken::new(),
             limits: crate::limits::Limits::default(),
+            hints: SecretHints::default(),
         })
     }
 
@@ -204,7 +208,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     let result = tokio::select! {
         // Boxed: the handshake's state is freed when it ends instead of sizing the whole
         // connection task (idle memory, docs/performance.md).
-        r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, &shared.replay))) => r,
+        r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, &shared.replay, Origin { ip: peer.ip(), hints: &shared.hints }))) => r,
         _ = shared.close_all.cancelled() => return count_closed_early(&stats),
     };
     let auth = match result {

@@ -5,6 +5,7 @@
 //! changed, or who was removed, gets their entry's `revoked` token cancelled, which closes
 //! their open connections; every other user keeps the same entry and is not disturbed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -52,6 +53,8 @@ pub struct Snapshot {
     pub users: Vec<Arc<UserEntry>>,
     /// Every secret of every user (current first, then retired ones), in config order.
     pub candidates: Vec<Candidate>,
+    /// Position of each secret in `candidates` (secrets are unique: config validation).
+    by_secret: HashMap<Secret, usize>,
     /// Overrides from the command line first, then from the file.
     pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
 }
@@ -90,7 +93,18 @@ impl Snapshot {
                 dc_overrides.push((*k, v.clone()));
             }
         }
-        Snapshot { config, users, candidates, dc_overrides }
+        let by_secret = candidates.iter().enumerate().map(|(i, c)| (c.secret, i)).collect();
+        Snapshot { config, users, candidates, by_secret, dc_overrides }
+    }
+
+    /// The candidates in the order a handshake tries them: the one holding `hint` (the secret
+    /// this client address used last, `hints.rs`) first, then every other one in config order.
+    pub fn search_order(&self, hint: Option<Secret>) -> impl Iterator<Item = &Candidate> {
+        let first = hint.and_then(|s| self.by_secret.get(&s)).copied();
+        first
+            .map(|i| &self.candidates[i])
+            .into_iter()
+            .chain(self.candidates.iter().enumerate().filter(move |(i, _)| Some(*i) != first).map(|(_, c)| c))
     }
 
     /// Whether `sni` names a fake-TLS domain we serve.
@@ -105,4 +119,23 @@ impl Snapshot {
 fn same_access(a: &User, b: &User) -> bool {
     let secret_kept = a.secret == b.secret || b.previous_secret.map(|(s, _)| s) == Some(a.secret);
     secret_kept && a.kind == b.kind && a.enabled == b.enabled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+    use std::path::Path;
+
+    #[test]
+    fn search_order_puts_the_hinted_secret_first_once() {
+        let text = "[users.a]\nsecret = \"a1112233445566778899aabbccddeeff\"\n\
+                    [users.b]\nsecret = \"b1112233445566778899aabbccddeeff\"\n\
+                    [users.c]\nsecret = \"c1112233445566778899aabbccddeeff\"\n";
+        let snap = Snapshot::build(parse_str(text, Path::new("t.toml")).unwrap(), None, &Stats::default(), &[]);
+        let names = |hint: Option<Secret>| snap.search_order(hint).map(|c| c.entry.user.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(None), ["a", "b", "c"]);
+        assert_eq!(names(Some(Secret::from_hex("c1112233445566778899aabbccddeeff").unwrap())), ["c", "a", "b"]);
+        assert_eq!(names(Some(Secret::from_hex("ffffffffffffffffffffffffffffffff").unwrap())), ["a", "b", "c"], "an unknown hint changes nothing");
+    }
 }

@@ -250,6 +250,38 @@ async fn live_reload_adds_removes_and_keeps_others() {
     assert!(r.is_err(), "the removed user's connection is closed");
 }
 
+/// The secret an address used last is tried first next time (hints.rs), and a hint never
+/// changes who gets in: a stale hint (another user, a disabled or removed user) still ends in
+/// the same answer as a search without it.
+#[tokio::test]
+async fn returning_address_hint_changes_order_not_answers() {
+    let p = start("").await;
+    let here: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(p.shared.hints.get(here), None);
+    let mut dd = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
+    roundtrip(&mut dd, 10).await;
+    assert_eq!(p.shared.hints.get(here), Some(secret(S_DD)));
+    // Another user from the same address: the hint is wrong, the search goes on.
+    let mut ee = Client::connect(p.addr, &secret(S_EE), &Mode::FakeTls { domain: "cover.test".into() }, 2).await.unwrap();
+    roundtrip(&mut ee, 10).await;
+    assert_eq!(p.shared.hints.get(here), Some(secret(S_EE)));
+    // The hinted user is disabled: refused as disabled, exactly as without a hint.
+    let text = config_text(p.mask, "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\n"), &format!("[users.ee]\nsecret = \"{S_EE}\"\nenabled = false\n"));
+    p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
+    let off = Client::connect(p.addr, &secret(S_EE), &Mode::FakeTls { domain: "cover.test".into() }, 2).await;
+    assert!(off.is_err(), "no ServerHello for a disabled user (fronted instead)");
+    assert_eq!(failures(&p, FailReason::UserDisabled), 1);
+    // The hinted user is removed: its secret is a bad secret now; the others still get in.
+    let text = config_text(p.mask, "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n"), "");
+    p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
+    let gone = Client::connect(p.addr, &secret(S_EE), &Mode::FakeTls { domain: "cover.test".into() }, 2).await;
+    assert!(gone.is_err(), "no ServerHello for a removed user");
+    assert_eq!(failures(&p, FailReason::BadSecret), 1);
+    let mut classic = Client::connect(p.addr, &secret(S_CLASSIC), &Mode::Classic(ProtoTag::Abridged), 2).await.unwrap();
+    roundtrip(&mut classic, 10).await;
+    assert_eq!(p.shared.hints.get(here), Some(secret(S_CLASSIC)));
+}
+
 #[tokio::test]
 async fn rotation_grace_keeps_old_secret_until_expiry() {
     let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 2;
