@@ -72,8 +72,7 @@ fn user(ctx: &Ctx<'_>, name: &str, v: &Spanned<RawUser>) -> Result<User, ConfigE
             return Err(ctx.at(kv, format!("user `{name}`: unknown kind \"{other}\""), "use \"classic\", \"dd\" or \"ee\""));
         }
     };
-    if u.domain.is_some() && !matches!(kind, SecretKind::FakeTls { .. }) {
-        let dv = u.domain.as_ref().unwrap();
+    if let (Some(dv), false) = (&u.domain, matches!(kind, SecretKind::FakeTls { .. })) {
         return Err(ctx.at(dv, format!("user `{name}` has a domain but is not of kind \"ee\""), "remove `domain`, or set kind = \"ee\""));
     }
     let previous_secret = match (&u.previous_secret, &u.previous_secret_expires) {
