@@ -10,9 +10,15 @@ use super::super::raw::OneOrMany;
 use super::{ConfigError, Ctx, DcKey, HostPort};
 
 pub(super) fn settings(ctx: &Ctx<'_>, raw: &BTreeMap<String, Spanned<OneOrMany>>) -> Result<Vec<(DcKey, Vec<HostPort>)>, ConfigError> {
-    let mut dc_overrides = Vec::new();
+    let mut dc_overrides: Vec<(DcKey, Vec<HostPort>)> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
     for (key, v) in raw {
         let id = DcKey::parse(key).map_err(|m| ctx.at(v, m, "write e.g. \"2\" = \"127.0.0.1:4443\""))?;
+        // "2" and "02" are one DC: two entries would leave one of them silently unused.
+        if let Some(i) = dc_overrides.iter().position(|(other, _)| *other == id) {
+            return Err(ctx.at(v, format!("DC override `{key}` names the same DC as `{}`", keys[i]), "keep one entry per DC; list several addresses in it as an array"));
+        }
+        keys.push(key);
         let mut addrs = Vec::new();
         for item in v.get_ref().items() {
             addrs.push(HostPort::parse(item).map_err(|m| ctx.at(v, format!("DC override `{key}`: {m}"), "write HOST:PORT, e.g. \"149.154.167.51:443\""))?);

@@ -17,8 +17,8 @@ pub(super) struct Stats {
 pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawStats) -> Result<Stats, ConfigError> {
     let listen = match &raw.listen {
         None => Some(d::STATS_LISTEN.parse().unwrap()),
-        Some(v) if v.get_ref().trim().is_empty() || v.get_ref() == "off" => None,
-        Some(v) => Some(v.get_ref().parse::<SocketAddr>().map_err(|_| ctx.at(v, format!("`stats.listen`: `{}` is not an address with a port", v.get_ref()), "write e.g. \"127.0.0.1:8888\", or \"off\""))?),
+        Some(v) if v.get_ref().trim().is_empty() || v.get_ref().trim() == "off" => None,
+        Some(v) => Some(v.get_ref().trim().parse::<SocketAddr>().map_err(|_| ctx.at(v, format!("`stats.listen`: `{}` is not an address with a port", v.get_ref()), "write e.g. \"127.0.0.1:8888\", or \"off\""))?),
     };
     let allow_remote = flag(&raw.allow_remote);
     let token = match &raw.token {

@@ -77,6 +77,8 @@ fn errors_name_file_line_and_fix() {
     assert!(e.contains("same secret"), "{e}");
     let e = parse("[dc_overrides]\nx = \"1.2.3.4:443\"\n").unwrap_err();
     assert!(e.contains("not a DC id"), "{e}");
+    let e = parse("[dc_overrides]\n\"2\" = \"1.2.3.4:443\"\n\"02\" = \"1.2.3.5:443\"\n").unwrap_err();
+    assert!(e.contains("DC override `2` names the same DC as `02`") && e.contains("one entry per DC"), "{e}");
     let e = parse("[promoted_channel]\nnat_ip = \"1.2.3\"\n").unwrap_err();
     assert!(e.starts_with("/etc/test.toml:2: `nat_ip`"), "{e}");
     let e = parse("[promoted_channel]\n\nproxy_config_url = \"ftp://x/y\"\n").unwrap_err();
@@ -140,6 +142,9 @@ fn stats_listener_stays_local_unless_flag_and_token() {
     assert_eq!(c.stats_listen, Some("127.0.0.1:8888".parse().unwrap()));
     assert!(!c.stats_allow_remote && c.stats_token.is_none());
     assert!(parse("[stats]\nlisten = \"[::1]:9000\"\n").is_ok());
+    // Spaces around the value are ignored, as in every other field.
+    assert_eq!(parse("[stats]\nlisten = \" 127.0.0.1:9000 \"\n").unwrap().stats_listen, Some("127.0.0.1:9000".parse().unwrap()));
+    assert_eq!(parse("[stats]\nlisten = \" off\"\n").unwrap().stats_listen, None);
     let e = parse("[stats]\nlisten = \"0.0.0.0:8888\"\n").unwrap_err();
     assert!(e.starts_with("/etc/test.toml:2: `stats.listen` = \"0.0.0.0:8888\" is not a loopback"), "{e}");
     let e = parse("[stats]\nlisten = \"0.0.0.0:8888\"\nallow_remote = true\n").unwrap_err();
