@@ -75,7 +75,7 @@ fn tls_answer(domain: &str, addr: SocketAddr) -> std::io::Result<Option<TlsAnswe
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let mut s = tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        Ok(tokio::time::timeout(CHECK_TIMEOUT, tlsprobe::ask(&mut s, domain)).await.ok().transpose()?)
+        tokio::time::timeout(CHECK_TIMEOUT, tlsprobe::ask(&mut s, domain)).await.ok().transpose()
     })
 }
 

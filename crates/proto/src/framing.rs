@@ -63,7 +63,7 @@ pub fn decode(tag: ProtoTag, buf: &[u8]) -> Result<Option<(Packet, usize)>, Fram
             let raw = u32::from_le_bytes(buf[..4].try_into().unwrap());
             let len = (raw & 0x7fff_ffff) as usize;
             let payload_len = if tag == ProtoTag::Intermediate {
-                if len % 4 != 0 {
+                if !len.is_multiple_of(4) {
                     return Err(FramingError::Unaligned(len));
                 }
                 len
@@ -86,7 +86,7 @@ pub fn decode(tag: ProtoTag, buf: &[u8]) -> Result<Option<(Packet, usize)>, Fram
 /// Encode a server->client packet. `padding` is appended only for padded intermediate (callers
 /// pass 0..15 random bytes there, and nothing for the other framings).
 pub fn encode(tag: ProtoTag, payload: &[u8], padding: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(payload.len() % 4 == 0);
+    debug_assert!(payload.len().is_multiple_of(4));
     match tag {
         ProtoTag::Abridged => {
             let words = payload.len() / 4;

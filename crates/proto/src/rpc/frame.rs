@@ -41,8 +41,8 @@ pub fn encode(seq: i32, payload: &[u8], out: &mut Vec<u8>) {
 /// Append padding words until `out[from..]` is a whole number of AES blocks. Frames are always
 /// a multiple of 4 bytes, so words fit exactly.
 pub fn pad_to_block(out: &mut Vec<u8>, from: usize) {
-    debug_assert!((out.len() - from) % 4 == 0);
-    while (out.len() - from) % 16 != 0 {
+    debug_assert!((out.len() - from).is_multiple_of(4));
+    while !(out.len() - from).is_multiple_of(16) {
         out.extend_from_slice(&PAD_WORD);
     }
 }
@@ -88,7 +88,7 @@ impl FrameReader {
         }
         let total = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap());
         let len = total as usize;
-        if len % 4 != 0 || !(OVERHEAD + 4..=MAX_FRAME).contains(&len) {
+        if !len.is_multiple_of(4) || !(OVERHEAD + 4..=MAX_FRAME).contains(&len) {
             // The smallest real frame carries a 4-byte message type.
             return Err(FrameError::BadLength(total));
         }

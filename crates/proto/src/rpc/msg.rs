@@ -239,7 +239,7 @@ impl ProxyReq {
         let (extra, rest) = if flags & 0xC != 0 {
             need(b, 60)?;
             let size = u32_at(b, 56);
-            let end = 60usize.checked_add(size as usize).filter(|e| *e <= b.len() && size % 4 == 0).ok_or(MsgError::BadExtra(size))?;
+            let end = 60usize.checked_add(size as usize).filter(|e| *e <= b.len() && size.is_multiple_of(4)).ok_or(MsgError::BadExtra(size))?;
             (Some(b[60..end].to_vec()), end)
         } else {
             (None, 56)
@@ -370,7 +370,7 @@ const PLAIN_FUNCTIONS: [u32; 4] = [0x60469778, 0xbe7e8ef1, 0xd712e4be, 0xf5045f1
 /// bytes, or an unencrypted one with a plausible inner length and a key-exchange function.
 pub fn forwardable(packet: &[u8]) -> bool {
     let len = packet.len();
-    if len % 4 != 0 || len < 8 {
+    if !len.is_multiple_of(4) || len < 8 {
         return false;
     }
     if packet[..8] != [0; 8] {
