@@ -45,7 +45,8 @@ enum Command {
     Ops(cli::Ops),
     #[command(flatten)]
     Monitor(monitor::MonitorCommand),
-    /// Exit 0 when the proxy accepts connections (the container health check).
+    /// Exit 0 when the proxy is healthy: GET /health on the statistics listener, else a TCP
+    /// connect to the listen port (the container health check).
     Health(health::HealthArgs),
     #[command(flatten)]
     Host(hostsec::HostCommand),

@@ -8,6 +8,7 @@
 
 mod domains;
 mod output;
+mod reload;
 mod settings;
 mod users;
 
@@ -60,7 +61,8 @@ pub enum Ops {
     AddFakeTlsDomain(domains::AddDomainArgs),
     /// Remove a cover domain from the list.
     RemoveFakeTlsDomain(domains::DomainArg),
-    /// Make the running proxy re-read the configuration now (SIGHUP).
+    /// Make the running proxy re-read the configuration now (SIGHUP; to the `vless_mtproxy`
+    /// container through podman/docker when the proxy runs there).
     Reload,
 }
 
@@ -87,7 +89,7 @@ pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
         Ops::ListFakeTlsDomains(a) => domains::list(config, a),
         Ops::AddFakeTlsDomain(a) => domains::add(config, a),
         Ops::RemoveFakeTlsDomain(a) => domains::remove(config, a),
-        Ops::Reload => settings::reload(config),
+        Ops::Reload => reload::reload(config),
     }
     .map(|()| ExitCode::SUCCESS)
 }

@@ -132,39 +132,3 @@ pub fn remove_promoted(config: &Path) -> anyhow::Result<()> {
     println!("Promoted-channel tag removed.");
     Ok(())
 }
-
-/// Whether `pid` is a running `serve` of this binary (guards against a stale, reused pid).
-fn is_proxy(pid: i32) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else { return false };
-    if rustix::process::test_kill_process(p).is_err() {
-        return false;
-    }
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => cmd.split(|b| *b == 0).any(|arg| arg == b"serve"),
-        Err(_) => true,
-    }
-}
-
-pub fn reload(config: &Path) -> anyhow::Result<()> {
-    let cfg = match store::read(config) {
-        Ok(c) => c,
-        Err(store::StoreError::Invalid(e)) => bail!("{e}\nNot reloading: the running proxy would refuse this file and keep its current configuration."),
-        Err(e) => return Err(e.into()),
-    };
-    let pid_path = cfg.pid_path(config);
-    let text = match std::fs::read_to_string(&pid_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("no running proxy found: {} does not exist (is `serve` running with this config?). The configuration is valid and applies when it starts.", pid_path.display())
-        }
-        Err(e) => bail!("cannot read {}: {e}", pid_path.display()),
-    };
-    let pid: i32 = text.trim().parse().map_err(|_| anyhow!("{} does not hold a process id", pid_path.display()))?;
-    if !is_proxy(pid) {
-        bail!("no running proxy found: process {pid} from {} is not running (stale pid file). The configuration applies when the proxy starts.", pid_path.display());
-    }
-    let p = rustix::process::Pid::from_raw(pid).expect("checked above");
-    rustix::process::kill_process(p, rustix::process::Signal::HUP).map_err(|e| anyhow!("cannot signal process {pid}: {e}"))?;
-    println!("Sent SIGHUP to the proxy (pid {pid}); it re-reads {} now.", config.display());
-    Ok(())
-}

@@ -3,7 +3,7 @@
 //! statistics listener (docs/stats.md), so they work the same for systemd, a container or a
 //! plain process, and never touch the relay.
 
-mod client;
+pub mod client;
 mod doctor;
 mod status;
 mod table;

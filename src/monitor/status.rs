@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use mtproxy_core::observe::report::MiddleReport;
+
 use super::{endpoint, fetch_report, human_duration, load_config, EndpointArgs};
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +62,9 @@ pub struct Status {
     pub uptime_seconds: Option<u64>,
     /// "direct" or "middle-proxy".
     pub mode: Option<String>,
+    /// The middle-proxy counters (the `middle` section of `/stats.json`); null in direct mode
+    /// or when the proxy cannot be reached.
+    pub middle: Option<MiddleReport>,
     pub last_reload: Option<LastReloadOut>,
     pub stats_endpoint: String,
     pub stats_reachable: bool,
@@ -215,6 +220,7 @@ pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process
         active_connections: r.map(|r| r.connections.active),
         uptime_seconds: r.map(|r| r.uptime_seconds),
         mode: r.map(|r| r.mode.clone()).or_else(|| c.map(|c| if c.ad_tag.is_some() { "middle-proxy" } else { "direct" }.to_string())),
+        middle: r.and_then(|r| r.middle.clone()),
         last_reload: r.and_then(|r| r.reloads.last.as_ref()).map(|l| LastReloadOut { at: l.at, ok: l.ok, error: l.error.clone() }),
         stats_endpoint: ep.as_ref().map(|e| e.addr.to_string()).unwrap_or_else(|_| "-".into()),
         stats_reachable: r.is_some(),
@@ -227,6 +233,28 @@ pub async fn run(config: &Path, args: StatusArgs) -> anyhow::Result<std::process
         print!("{}", render(&st));
     }
     Ok(if st.service.running { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+/// One line on the middle-proxy path: sessions, connections, failures, configuration age.
+fn middle_line(m: &MiddleReport, now: u64) -> String {
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut o = format!(
+        "{} now ({} total), {} to middle-ends",
+        count(m.sessions_active, "session", "sessions"),
+        m.sessions_total,
+        count(m.connections_active, "connection", "connections")
+    );
+    if m.connect_failures > 0 {
+        o.push_str(&format!(", {} refused (no middle-end)", count(m.connect_failures, "client", "clients")));
+    }
+    match m.last_refresh_ok_at {
+        Some(at) => o.push_str(&format!("; configuration refreshed {} ago", human_duration(now.saturating_sub(at)))),
+        None => o.push_str("; configuration not refreshed since start"),
+    }
+    if m.refreshes_failed > 0 {
+        o.push_str(&format!(" ({} failed)", count(m.refreshes_failed, "refresh", "refreshes")));
+    }
+    o
 }
 
 fn render(s: &Status) -> String {
@@ -249,6 +277,9 @@ fn render(s: &Status) -> String {
         _ => "-".into(),
     });
     line("mode", s.mode.clone().unwrap_or_else(|| "-".into()));
+    if let Some(m) = &s.middle {
+        line("middle-end", middle_line(m, mtproxy_core::stats::unix_now()));
+    }
     line("connections", s.active_connections.map(|n| format!("{n} active")).unwrap_or_else(|| "-".into()));
     line("uptime", s.uptime_seconds.map(human_duration).unwrap_or_else(|| "-".into()));
     line("last reload", match &s.last_reload {
@@ -258,4 +289,39 @@ fn render(s: &Status) -> String {
     });
     line("statistics", if s.stats_reachable { format!("http://{}/stats", s.stats_endpoint) } else { format!("unreachable: {}", s.stats_error.as_deref().unwrap_or("")) });
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> MiddleReport {
+        MiddleReport {
+            config_generation: 2,
+            clusters_v4: 5,
+            clusters_v6: 0,
+            refreshes_ok: 3,
+            refreshes_failed: 0,
+            last_refresh_ok_at: Some(1000),
+            sessions_active: 1,
+            sessions_total: 12,
+            connect_failures: 0,
+            packets_dropped: 0,
+            connections_active: 2,
+            connections_opened: 2,
+            connection_open_failures: 0,
+            frames_from_middle_end: 10,
+            frames_to_middle_end: 11,
+            clusters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn middle_line_says_what_matters() {
+        assert_eq!(middle_line(&report(), 1250), "1 session now (12 total), 2 connections to middle-ends; configuration refreshed 4m 10s ago");
+        let bad = MiddleReport { connect_failures: 3, refreshes_failed: 1, last_refresh_ok_at: None, sessions_active: 0, connections_active: 1, ..report() };
+        assert_eq!(middle_line(&bad, 1250), "0 sessions now (12 total), 1 connection to middle-ends, 3 clients refused (no middle-end); configuration not refreshed since start (1 refresh failed)");
+        let worse = MiddleReport { refreshes_failed: 2, ..report() };
+        assert!(middle_line(&worse, 1250).ends_with("(2 refreshes failed)"));
+    }
 }

@@ -180,3 +180,87 @@ def test_tdlib_test_proxy_through_middle_end_reaches_req_dh_params(kind, proxy_f
     assert r["result"]["@type"] != "ok", "testProxy cannot succeed against a fake DC: %s" % r
     assert not [e for e in fakedc.snapshot() if e["ev"] == "init"]
     px.assert_no_secrets()
+
+
+class StatsListener:
+    """A [stats] block on a port of its own, handed to the harness's Proxy like Promoted. Its
+    `secret` is random so the harness's no-secrets check stays meaningful."""
+
+    name = "__stats__"
+    kind = "stats"
+
+    def __init__(self):
+        from helpers import free_port
+        self.port = free_port()
+        self.secret = self.client_secret = secrets.token_hex(16)
+
+    def toml(self) -> str:
+        return '[stats]\nlisten = "127.0.0.1:%d"\n' % self.port
+
+    def get(self, path: str) -> str:
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=5) as r:
+            assert r.status == 200
+            return r.read().decode()
+
+
+F_QUICKACK = 0x80000000
+REQ_PQ = 0x60469778
+
+
+def test_middle_counters_match_what_the_middle_end_saw(proxy_factory, fakedc, tls_cover, middle):
+    """After TDLib pings through the fake middle-end, the `middle` counters of /stats.json,
+    /metrics (parsed by prometheus_client) and `status --json` equal what fake-me recorded."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    me, promoted = middle
+    users = [User("u_" + k, k) for k in KINDS]
+    stats = StatsListener()
+    px = proxy_factory(users + [promoted(secrets.token_hex(16)), stats], mask=tls_cover.addr)
+    res = tdlib_many([dict(host=px.host, port=px.port, secret=u.client_secret, action="ping") for u in users])
+    assert all(r["ok"] for r in res), res
+
+    def expected():
+        reqs = me.snapshot("proxy_req")
+        hs, closes = len(me.snapshot("handshake")), len(me.snapshot("close_conn"))
+        answers = sum(1 for e in reqs
+                      if (e["constructor"] in (REQ_PQ, REQ_PQ_MULTI) and e["len"] >= 40)
+                      or not e["flags"] & F_NOT_ENCRYPTED)
+        acks = sum(1 for e in reqs if e["flags"] & F_QUICKACK)
+        return dict(sessions_active=0, sessions_total=closes, connections_opened=hs,
+                    frames_to_middle_end=len(reqs) + closes + hs,
+                    frames_from_middle_end=hs + answers + acks)
+
+    def settled():
+        m = json.loads(stats.get("/stats.json"))["middle"]
+        want = expected()
+        return m if m and want["sessions_total"] > 0 and {k: m[k] for k in want} == want else None
+
+    m = wait_until(settled, 15, 0.1)
+    assert m, (json.loads(stats.get("/stats.json"))["middle"], expected())
+    assert m["sessions_total"] >= len({e["conn_id"] for e in me.snapshot("proxy_req")}) >= 3
+    assert (m["connect_failures"], m["connection_open_failures"], m["packets_dropped"]) == (0, 0, 0)
+    assert m["connections_active"] == m["connections_opened"] >= 1
+    assert m["refreshes_ok"] >= 1 and m["last_refresh_ok_at"], "the refresh at start (local files)"
+    assert [c["cluster"] for c in m["clusters"]] == ["2"]
+
+    fams = {f.name: f for f in text_string_to_metric_families(stats.get("/metrics"))}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
+    p = "vless_mtproxy_middle_"
+    assert fams[p + "sessions"].type == "counter" and fams[p + "sessions_active"].type == "gauge"
+    assert fams[p + "frames"].type == "counter" and fams[p + "connections_active"].type == "gauge"
+    assert fams[p + "connections_opened"].type == "counter"
+    assert samples[(p + "sessions_total", ())] == m["sessions_total"]
+    assert samples[(p + "connections_opened_total", (("cluster", "2"),))] == m["connections_opened"]
+    for direction in ("from_middle_end", "to_middle_end"):
+        key = (p + "frames_total", (("cluster", "2"), ("direction", direction)))
+        assert samples[key] == m["frames_" + direction], direction
+
+    out = subprocess.run([str(BIN), "status", "--json", "--config", str(px.config)], capture_output=True,
+                         text=True, timeout=30, stdin=subprocess.DEVNULL)
+    st = json.loads(out.stdout)
+    assert st["mode"] == "middle-proxy" and st["middle"]["sessions_total"] == m["sessions_total"], st
+    text = subprocess.run([str(BIN), "status", "--config", str(px.config)], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
+    assert "middle-end   0 sessions now (%d total)" % m["sessions_total"] in text, text
+    px.assert_no_secrets()

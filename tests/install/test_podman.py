@@ -1,15 +1,18 @@
 """Non-interactive setup with Podman, end to end: the image builds offline, the container starts
 and is healthy, TDLib reaches the proxy inside it through the fake DC, a user added with the CLI
-on the host works without a restart, stop/start keeps the users, a second run changes nothing,
+on the host works without a restart, `reload` on the host signals the proxy through podman
+(its pid file is inside the container), stop/start keeps the users, a second run changes nothing,
 and uninstall leaves no container, image or compose entry behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -26,6 +29,12 @@ def run_setup(layout, env, *extra, timeout=300):
 def cli(layout, env, *args):
     return subprocess.run([str(layout.installed), "--config", str(layout.config), *args], env=env,
                           capture_output=True, text=True, timeout=60)
+
+
+def stats_json():
+    """/stats.json of the proxy in the container (host network: the default 127.0.0.1:8888)."""
+    with urllib.request.urlopen("http://127.0.0.1:8888/stats.json", timeout=5) as r:
+        return json.loads(r.read())
 
 
 def container_id(env):
@@ -120,11 +129,45 @@ def test_podman_install_lifecycle(layout, podman_env, fakedc):
     assert res["ok"], "the new user did not connect without a restart: %s\n%s" % (res, log.read_text()[-3000:])
     assert container_id(env) == cid, "the container was restarted"
 
+    # --- `reload` on the host: the proxy's pid file is inside the container, so the signal goes
+    # through podman. The file is unchanged since alice was applied, and the proxy re-reads an
+    # unchanged file only on SIGHUP: one more "configuration reloaded" line (and reload in
+    # /stats.json) proves the signal arrived.
+    def reloaded_lines():
+        return log.read_text().count("configuration reloaded")
+    lines, ok_before = reloaded_lines(), stats_json()["reloads"]["ok"]
+    r = cli(layout, env, "reload")
+    assert r.returncode == 0, "reload failed: %s %s" % (r.stdout, r.stderr)
+    assert "Sent SIGHUP to the proxy in the podman container vless_mtproxy" in r.stdout, r.stdout
+    assert "within a second" in r.stdout, "reload says what applies: %s" % r.stdout
+    assert wait_until(lambda: reloaded_lines() == lines + 1, 10), log.read_text()[-3000:]
+    last = [l for l in log.read_text().splitlines() if "configuration reloaded" in l][-1]
+    assert "users=2" in last, last
+    assert wait_until(lambda: stats_json()["reloads"]["ok"] == ok_before + 1, 10), stats_json()["reloads"]
+    assert container_id(env) == cid, "reload restarted the container"
+    # A user added and reloaded: in force (listed by the proxy) and connecting.
+    r = cli(layout, env, "add-user", "bob")
+    assert r.returncode == 0, r.stderr
+    r = cli(layout, env, "reload")
+    assert r.returncode == 0 and "podman container" in r.stdout, "%s %s" % (r.stdout, r.stderr)
+    assert wait_until(lambda: any(u["name"] == "bob" and u["configured"] for u in stats_json()["users"]), 10), stats_json()["users"]
+    res = td_ping("127.0.0.1", 18443, layout.client_secret("bob"))
+    assert res["ok"], "bob after reload: %s" % res
+    # Another configuration than the one the container mounts: refused, nothing signalled.
+    other = layout.base / "other-config"
+    other.mkdir()
+    shutil.copy(layout.config, other / "config.toml")
+    lines = reloaded_lines()
+    r = subprocess.run([str(layout.installed), "--config", str(other / "config.toml"), "reload"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "not the folder of" in r.stderr, "%s %s" % (r.stdout, r.stderr)
+    assert reloaded_lines() == lines
+
     # --- stop/start keeps the users
     podman(env, "stop", "-t", "10", "vless_mtproxy")
     podman(env, "start", "vless_mtproxy")
     assert wait_until(lambda: podman(env, "healthcheck", "run", "vless_mtproxy", check=False).returncode == 0, 20)
-    assert set(layout.users()) == {"default", "alice"}
+    assert set(layout.users()) == {"default", "alice", "bob"}
     for s in (secret, alice):
         res = td_ping("127.0.0.1", 18443, s)
         assert res["ok"], "after stop/start: %s" % res
@@ -152,10 +195,14 @@ def test_podman_install_lifecycle(layout, podman_env, fakedc):
     assert not (layout.data_dir / "setup" / "docker-compose.yml").exists()
     assert not (layout.logrotate_dir / "vless-mtproxy").exists()
     assert not layout.installed.exists() and not (layout.install_dir / "vless-mtproxy-setup").exists()
-    assert set(layout.users()) == {"default", "alice"}, "the configuration must be kept"
+    assert set(layout.users()) == {"default", "alice", "bob"}, "the configuration must be kept"
     backups = list((layout.data_dir / "setup" / "backup").glob("config.toml.*.bak"))
     assert backups and backups[0].read_text() == layout.config.read_text()
     assert not (layout.data_dir / "setup" / "install-state.toml").exists()
+    # No proxy anywhere now: reload says so, naming both places it looked.
+    r = subprocess.run([str(layout.binary), "--config", str(layout.config), "reload"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no container vless_mtproxy is running under podman or docker" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("port,network", [(443, "host"), (18447, "publish")])

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use super::ClusterStats;
 
 /// Largest clock difference to the middle-end the official proxy accepts (reference §5.4).
 const MAX_CLOCK_DIFF: i64 = 30;
@@ -76,9 +78,10 @@ pub struct MeConn {
     tx: mpsc::Sender<Vec<u8>>,
     clients: Mutex<HashMap<u64, mpsc::Sender<ClientEvent>>>,
     closed: CancellationToken,
-    /// Frames received and sent, for tests and observers.
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
+    /// The cluster's counters: frames in and out, connections open.
+    pub stats: Arc<ClusterStats>,
+    /// Set once the connection has left `connections_active`.
+    uncounted: AtomicBool,
 }
 
 fn unix_now() -> u32 {
@@ -125,8 +128,9 @@ impl RpcReader {
     }
 }
 
-/// Connect to `addr` and complete the handshake within `timeout`.
-pub async fn connect(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, timeout: Duration) -> Result<Arc<MeConn>, ConnError> {
+/// Connect to `addr` and complete the handshake within `timeout`; the connection counts itself
+/// and its frames in `stats`.
+pub async fn connect(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, timeout: Duration, stats: Arc<ClusterStats>) -> Result<Arc<MeConn>, ConnError> {
     let (stream, reader, writer, enc, local) = tokio::time::timeout(timeout, handshake(addr, secret, nat_ip)).await.map_err(|_| ConnError::Timeout)??;
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
     let conn = Arc::new(MeConn {
@@ -135,9 +139,10 @@ pub async fn connect(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, ti
         tx,
         clients: Mutex::new(HashMap::new()),
         closed: CancellationToken::new(),
-        frames_in: AtomicU64::new(0),
-        frames_out: AtomicU64::new(0),
+        stats,
+        uncounted: AtomicBool::new(false),
     });
+    conn.stats.connections_active.fetch_add(1, Relaxed);
     let (rh, wh) = stream.into_split();
     let c = conn.clone();
     tokio::spawn(async move {
@@ -213,7 +218,7 @@ async fn handshake(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>) -> R
 async fn read_loop(mut r: tokio::net::tcp::OwnedReadHalf, mut reader: RpcReader, conn: &MeConn) -> Result<(), ConnError> {
     loop {
         let payload = reader.next(&mut r).await?;
-        conn.frames_in.fetch_add(1, Relaxed);
+        conn.stats.frames_in.fetch_add(1, Relaxed);
         let (conn_id, event) = match FromMe::parse(&payload)? {
             FromMe::ProxyAns { conn_id, data, .. } => (conn_id, ClientEvent::Answer(data)),
             FromMe::SimpleAck { conn_id, confirm } => (conn_id, ClientEvent::QuickAck(confirm)),
@@ -279,7 +284,7 @@ async fn write_loop(
         pad_to_block(&mut out, 0);
         enc.encrypt(&mut out);
         w.write_all(&out).await?;
-        conn.frames_out.fetch_add(n, Relaxed);
+        conn.stats.frames_out.fetch_add(n, Relaxed);
     }
     Ok(())
 }
@@ -327,5 +332,8 @@ impl MeConn {
     pub fn shutdown(&self) {
         self.closed.cancel();
         self.clients.lock().unwrap().clear();
+        if !self.uncounted.swap(true, Relaxed) {
+            self.stats.connections_active.fetch_sub(1, Relaxed);
+        }
     }
 }

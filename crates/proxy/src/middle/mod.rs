@@ -17,7 +17,7 @@ pub mod pool;
 pub mod session;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -37,23 +37,46 @@ pub struct State {
     pub generation: u64,
 }
 
-/// Counters of the ME path (observers read them).
+/// Counters of the ME path (observers read them: `observe::report` puts them in the `middle`
+/// section of `/stats`, `/stats.json` and `/metrics`).
 #[derive(Debug, Default)]
 pub struct MiddleStats {
     pub refresh_ok: AtomicU64,
     /// Refreshes with at least one piece that could not be fetched or validated.
     pub refresh_failed: AtomicU64,
+    /// Unix seconds of the last refresh without a failure; 0: none yet.
+    pub last_refresh_ok_at: AtomicU64,
     /// Clients that could get no middle-end connection.
     pub connect_failures: AtomicU64,
     /// Client packets dropped because they do not look like MTProto (reference §3.5).
     pub packets_dropped: AtomicU64,
     pub sessions_total: AtomicU64,
+    /// Clients relayed through a middle-end now.
+    pub sessions_active: AtomicU64,
+}
+
+/// Counters of one middle-end cluster. They belong to the cluster, not to a pool: a pool
+/// replaced after a configuration change hands them on, so they only grow.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Connections opened (RPC handshake completed).
+    pub opened: AtomicU64,
+    /// Attempts to open a connection where no address of the cluster answered (one attempt
+    /// tries every address).
+    pub open_failures: AtomicU64,
+    /// Connections open now (those of replaced pools included, until their clients leave).
+    pub connections_active: AtomicU64,
+    /// RPC messages received from / sent to the middle-ends after the handshake: answers,
+    /// quick ACKs, closes and pings in; requests, closes and pongs out.
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
 }
 
 /// The ME path's shared state.
 pub struct Middle {
     state: ArcSwap<State>,
     pools: Mutex<HashMap<i16, Arc<Pool>>>,
+    clusters: Mutex<BTreeMap<i16, Arc<ClusterStats>>>,
     pub stats: MiddleStats,
 }
 
@@ -61,7 +84,12 @@ impl Middle {
     /// Start from local copies only (configured files, cache, shipped copy); no network.
     pub fn new(settings: &MiddleSettings) -> Middle {
         let config = source::initial(settings);
-        Middle { state: ArcSwap::from_pointee(State { config, generation: 1 }), pools: Mutex::new(HashMap::new()), stats: MiddleStats::default() }
+        Middle {
+            state: ArcSwap::from_pointee(State { config, generation: 1 }),
+            pools: Mutex::new(HashMap::new()),
+            clusters: Mutex::new(BTreeMap::new()),
+            stats: MiddleStats::default(),
+        }
     }
 
     /// The configuration in force.
@@ -89,6 +117,7 @@ impl Middle {
             return Err(first);
         }
         self.stats.refresh_ok.fetch_add(1, Relaxed);
+        self.stats.last_refresh_ok_at.store(crate::stats::unix_now(), Relaxed);
         Ok(changed)
     }
 
@@ -142,12 +171,18 @@ impl Middle {
             pools
                 .entry(cluster)
                 .or_insert_with(|| {
-                    let params = ConnectParams { secret: Arc::new(st.config.secret.clone()), nat_ip: settings.nat_ip, timeout };
+                    let stats = self.clusters.lock().unwrap().entry(cluster).or_default().clone();
+                    let params = ConnectParams { secret: Arc::new(st.config.secret.clone()), nat_ip: settings.nat_ip, timeout, stats };
                     Arc::new(Pool::new(cluster, st.generation, addrs, settings.connections_per_dc, params))
                 })
                 .clone()
         };
         pool.get().await
+    }
+
+    /// Counters of every cluster a client has asked for since start, by cluster id.
+    pub fn cluster_stats(&self) -> Vec<(i16, Arc<ClusterStats>)> {
+        self.clusters.lock().unwrap().iter().map(|(id, s)| (*id, s.clone())).collect()
     }
 
     /// The pools in use (for tests and observers).

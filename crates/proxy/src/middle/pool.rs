@@ -7,13 +7,14 @@
 //! live connections that remain or are refused at once instead of waiting.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::conn::{self, MeConn};
+use super::ClusterStats;
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -40,6 +41,8 @@ pub struct ConnectParams {
     pub secret: Arc<Vec<u8>>,
     pub nat_ip: Option<IpAddr>,
     pub timeout: Duration,
+    /// The cluster's counters (shared with the pools that replace this one).
+    pub stats: Arc<ClusterStats>,
 }
 
 pub struct Pool {
@@ -53,9 +56,6 @@ pub struct Pool {
     opening: tokio::sync::Mutex<()>,
     backoff: Mutex<Backoff>,
     next_addr: AtomicUsize,
-    /// Connections opened / failed attempts (each attempt covers every address).
-    pub opened: AtomicU64,
-    pub failures: AtomicU64,
 }
 
 impl Pool {
@@ -70,8 +70,6 @@ impl Pool {
             opening: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(Backoff { until: None, delay: BACKOFF_MIN }),
             next_addr: AtomicUsize::new(0),
-            opened: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
         }
     }
 
@@ -104,11 +102,11 @@ impl Pool {
             Ok(c) => {
                 *self.backoff.lock().unwrap() = Backoff { until: None, delay: BACKOFF_MIN };
                 self.conns.lock().unwrap().push(c.clone());
-                self.opened.fetch_add(1, Relaxed);
+                self.params.stats.opened.fetch_add(1, Relaxed);
                 Ok(c)
             }
             Err(e) => {
-                self.failures.fetch_add(1, Relaxed);
+                self.params.stats.open_failures.fetch_add(1, Relaxed);
                 let mut b = self.backoff.lock().unwrap();
                 b.until = Some(Instant::now() + b.delay);
                 b.delay = (b.delay * 2).min(BACKOFF_MAX);
@@ -127,7 +125,7 @@ impl Pool {
         let mut last = String::new();
         for i in 0..self.addrs.len() {
             let addr = self.addrs[(start + i) % self.addrs.len()];
-            match conn::connect(addr, &self.params.secret, self.params.nat_ip, self.params.timeout).await {
+            match conn::connect(addr, &self.params.secret, self.params.nat_ip, self.params.timeout, self.params.stats.clone()).await {
                 Ok(c) => {
                     tracing::info!(cluster = self.cluster, middle_end = %addr, "middle-end connection ready");
                     return Ok(c);

@@ -162,6 +162,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, auth: Authenticated, ctx: 
         Err(_) => return,
     };
     ctx.middle.stats.sessions_total.fetch_add(1, Relaxed);
+    let _active = ActiveSession::new(&ctx.middle.stats.sessions_active);
     tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc = auth.dc, transport = auth.tag.name(), middle_end = %conn.addr, "relaying via middle-end");
 
     let (cr, cw) = stream.into_split();
@@ -184,6 +185,22 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, auth: Authenticated, ctx: 
         conn.try_send(msg::close_conn(conn_id).to_vec());
     }
     tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, up = up.total(), down = down.total(), outcome, "connection closed");
+}
+
+/// Counts a session in `sessions_active` while it lives, whichever way it ends.
+struct ActiveSession<'a>(&'a AtomicU64);
+
+impl<'a> ActiveSession<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Relaxed);
+        ActiveSession(gauge)
+    }
+}
+
+impl Drop for ActiveSession<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 struct Upstream<'a> {

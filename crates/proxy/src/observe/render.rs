@@ -55,6 +55,31 @@ pub fn stats_text(r: &Report) -> String {
         let avg_ms = if d.latency.count > 0 { d.latency.sum_seconds * 1000.0 / d.latency.count as f64 } else { 0.0 };
         kv(&format!("upstream_dc_{}_connect_avg_ms", d.dc), &format!("{avg_ms:.3}"));
     }
+    if let Some(m) = &r.middle {
+        kv("middle_config_generation", &m.config_generation);
+        kv("middle_clusters_v4", &m.clusters_v4);
+        kv("middle_clusters_v6", &m.clusters_v6);
+        kv("middle_refreshes_ok", &m.refreshes_ok);
+        kv("middle_refreshes_failed", &m.refreshes_failed);
+        kv("middle_last_refresh_ok_at", &m.last_refresh_ok_at.unwrap_or(0));
+        kv("middle_sessions_active", &m.sessions_active);
+        kv("middle_sessions_total", &m.sessions_total);
+        kv("middle_connect_failures", &m.connect_failures);
+        kv("middle_packets_dropped", &m.packets_dropped);
+        kv("middle_connections_active", &m.connections_active);
+        kv("middle_connections_opened", &m.connections_opened);
+        kv("middle_connection_open_failures", &m.connection_open_failures);
+        kv("middle_frames_from_middle_end", &m.frames_from_middle_end);
+        kv("middle_frames_to_middle_end", &m.frames_to_middle_end);
+        for c in &m.clusters {
+            let p = format!("middle_cluster_{}_", c.cluster);
+            kv(&format!("{p}connections_active"), &c.connections_active);
+            kv(&format!("{p}connections_opened"), &c.connections_opened);
+            kv(&format!("{p}connection_open_failures"), &c.connection_open_failures);
+            kv(&format!("{p}frames_from_middle_end"), &c.frames_from_middle_end);
+            kv(&format!("{p}frames_to_middle_end"), &c.frames_to_middle_end);
+        }
+    }
     kv("reloads_ok", &r.reloads.ok);
     kv("reloads_failed", &r.reloads.failed);
     if let Some(l) = &r.reloads.last {
@@ -159,6 +184,37 @@ pub fn prometheus(r: &Report) -> String {
         p.sample(&name, &[("dc", &d.dc), ("le", "+Inf")], d.latency.count);
         p.sample(&n("upstream_connect_seconds_sum"), &[("dc", &d.dc)], d.latency.sum_seconds);
         p.sample(&n("upstream_connect_seconds_count"), &[("dc", &d.dc)], d.latency.count);
+    }
+    if let Some(m) = &r.middle {
+        p.one(&n("middle_config_generation"), "gauge", "Version of the middle-end configuration in force (1 = the local copy read at start, +1 per refresh that changed it).", m.config_generation);
+        p.family(&n("middle_clusters"), "gauge", "Middle-end clusters in the configuration in force, by address family.");
+        p.sample(&n("middle_clusters"), &[("family", "ipv4")], m.clusters_v4);
+        p.sample(&n("middle_clusters"), &[("family", "ipv6")], m.clusters_v6);
+        p.family(&n("middle_config_refreshes_total"), "counter", "Middle-end configuration refreshes by result (failed: a document could not be fetched or validated; the copy in force stayed).");
+        p.sample(&n("middle_config_refreshes_total"), &[("result", "ok")], m.refreshes_ok);
+        p.sample(&n("middle_config_refreshes_total"), &[("result", "failed")], m.refreshes_failed);
+        p.one(&n("middle_config_last_refresh_timestamp_seconds"), "gauge", "Unix time of the last middle-end configuration refresh without a failure (0: none yet).", m.last_refresh_ok_at.unwrap_or(0));
+        p.one(&n("middle_sessions_active"), "gauge", "Clients relayed through a middle-end now.", m.sessions_active);
+        p.one(&n("middle_sessions_total"), "counter", "Clients relayed through a middle-end since start.", m.sessions_total);
+        p.one(&n("middle_connect_failures_total"), "counter", "Clients closed because no middle-end connection could be had.", m.connect_failures);
+        p.one(&n("middle_packets_dropped_total"), "counter", "Client packets not forwarded to the middle-end because they do not look like MTProto.", m.packets_dropped);
+        p.family(&n("middle_connections_active"), "gauge", "Encrypted connections to middle-ends open now, by cluster.");
+        for c in &m.clusters {
+            p.sample(&n("middle_connections_active"), &[("cluster", &c.cluster)], c.connections_active);
+        }
+        p.family(&n("middle_connections_opened_total"), "counter", "Encrypted connections to middle-ends opened (handshake completed), by cluster.");
+        for c in &m.clusters {
+            p.sample(&n("middle_connections_opened_total"), &[("cluster", &c.cluster)], c.connections_opened);
+        }
+        p.family(&n("middle_connection_open_failures_total"), "counter", "Attempts to open a middle-end connection where no address of the cluster answered, by cluster.");
+        for c in &m.clusters {
+            p.sample(&n("middle_connection_open_failures_total"), &[("cluster", &c.cluster)], c.connection_open_failures);
+        }
+        p.family(&n("middle_frames_total"), "counter", "RPC messages exchanged with middle-ends after the handshake, by cluster and direction.");
+        for c in &m.clusters {
+            p.sample(&n("middle_frames_total"), &[("cluster", &c.cluster), ("direction", "from_middle_end")], c.frames_from_middle_end);
+            p.sample(&n("middle_frames_total"), &[("cluster", &c.cluster), ("direction", "to_middle_end")], c.frames_to_middle_end);
+        }
     }
     p.family(&n("config_reloads_total"), "counter", "Configuration reloads by result.");
     p.sample(&n("config_reloads_total"), &[("result", "ok")], r.reloads.ok);

@@ -41,6 +41,10 @@ pub struct Report {
     pub handshakes: Handshakes,
     pub fronting: FrontingReport,
     pub upstream: Upstream,
+    /// The middle-proxy path (promoted channel); `null` in direct mode (no ad tag and no
+    /// middle-end session since start). Absent from proxies older than this field.
+    #[serde(default)]
+    pub middle: Option<MiddleReport>,
     pub stats_http: HttpCounters,
     pub users: Vec<UserReport>,
 }
@@ -130,6 +134,47 @@ pub struct Bucket {
     pub count: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MiddleReport {
+    /// Version of the middle-end configuration in force: 1 is the local copy read at start,
+    /// each refresh that changed it adds 1.
+    pub config_generation: u64,
+    /// Middle-end clusters (`proxy_for` ids) in the configuration in force, IPv4 and IPv6.
+    pub clusters_v4: usize,
+    pub clusters_v6: usize,
+    pub refreshes_ok: u64,
+    /// Refreshes where a document could not be fetched or validated (the copy stayed).
+    pub refreshes_failed: u64,
+    /// Unix seconds of the last refresh without a failure; `None`: none yet.
+    pub last_refresh_ok_at: Option<u64>,
+    /// Clients relayed through a middle-end now / since start.
+    pub sessions_active: u64,
+    pub sessions_total: u64,
+    /// Clients closed because no middle-end connection could be had.
+    pub connect_failures: u64,
+    /// Client packets not forwarded because they do not look like MTProto.
+    pub packets_dropped: u64,
+    /// Sums over `clusters`.
+    pub connections_active: u64,
+    pub connections_opened: u64,
+    pub connection_open_failures: u64,
+    pub frames_from_middle_end: u64,
+    pub frames_to_middle_end: u64,
+    /// Per cluster a client asked for since start, by cluster id.
+    pub clusters: Vec<MiddleCluster>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MiddleCluster {
+    /// The `proxy_for` id (negative: media), as a string like the DC ids: "2", "-2".
+    pub cluster: String,
+    pub connections_active: u64,
+    pub connections_opened: u64,
+    pub connection_open_failures: u64,
+    pub frames_from_middle_end: u64,
+    pub frames_to_middle_end: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct HttpCounters {
     pub connections: u64,
@@ -169,6 +214,51 @@ fn kind_name(k: &SecretKind) -> &'static str {
         SecretKind::Padded => "dd",
         SecretKind::FakeTls { .. } => "ee",
     }
+}
+
+/// The `middle` section: `None` while the path is off and was never used.
+fn middle_report(shared: &Shared, ad_tag_set: bool) -> Option<MiddleReport> {
+    let m = &shared.middle;
+    let s = &m.stats;
+    let clusters: Vec<MiddleCluster> = m
+        .cluster_stats()
+        .into_iter()
+        .map(|(id, c)| MiddleCluster {
+            cluster: id.to_string(),
+            connections_active: c.connections_active.load(Relaxed),
+            connections_opened: c.opened.load(Relaxed),
+            connection_open_failures: c.open_failures.load(Relaxed),
+            frames_from_middle_end: c.frames_in.load(Relaxed),
+            frames_to_middle_end: c.frames_out.load(Relaxed),
+        })
+        .collect();
+    let (refreshes_ok, refreshes_failed) = (s.refresh_ok.load(Relaxed), s.refresh_failed.load(Relaxed));
+    let sessions_total = s.sessions_total.load(Relaxed);
+    let connect_failures = s.connect_failures.load(Relaxed);
+    if !ad_tag_set && clusters.is_empty() && refreshes_ok + refreshes_failed + sessions_total + connect_failures == 0 {
+        return None;
+    }
+    let state = m.state();
+    let last = s.last_refresh_ok_at.load(Relaxed);
+    let sum = |f: fn(&MiddleCluster) -> u64| clusters.iter().map(f).sum::<u64>();
+    Some(MiddleReport {
+        config_generation: state.generation,
+        clusters_v4: state.config.v4.clusters.len(),
+        clusters_v6: state.config.v6.as_ref().map_or(0, |c| c.clusters.len()),
+        refreshes_ok,
+        refreshes_failed,
+        last_refresh_ok_at: (last != 0).then_some(last),
+        sessions_active: s.sessions_active.load(Relaxed),
+        sessions_total,
+        connect_failures,
+        packets_dropped: s.packets_dropped.load(Relaxed),
+        connections_active: sum(|c| c.connections_active),
+        connections_opened: sum(|c| c.connections_opened),
+        connection_open_failures: sum(|c| c.connection_open_failures),
+        frames_from_middle_end: sum(|c| c.frames_from_middle_end),
+        frames_to_middle_end: sum(|c| c.frames_to_middle_end),
+        clusters,
+    })
 }
 
 /// Read every counter once.
@@ -256,6 +346,7 @@ pub fn collect(shared: &Shared, ctx: &Context) -> Report {
         handshakes: Handshakes { ok: st.handshakes_ok.load(Relaxed), failed },
         fronting: FrontingReport { active: st.fronted_active.load(Relaxed), total: st.fronted_total.load(Relaxed) },
         upstream: Upstream { connect_failures: st.upstream_connect_failures.load(Relaxed), dcs },
+        middle: middle_report(shared, cfg.ad_tag.is_some()),
         stats_http: ctx.http.clone(),
         users,
     }
