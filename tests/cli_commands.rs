@@ -223,9 +223,9 @@ fn promoted_channel() {
     for bad in ["abc", "0123456789abcdef0123456789abcdeg", "0123456789abcdef0123456789abcdef00"] {
         assert!(env.fails(&["set-promoted-channel", bad]).contains("32 hexadecimal"));
     }
-    env.ok(&["set-promoted-channel", "0123456789ABCDEF0123456789abcdef"]);
+    assert!(env.ok(&["set-promoted-channel", "0123456789ABCDEF0123456789abcdef"]).contains("middle-proxy mode"));
     assert_eq!(env.json(&["show-promoted-channel", "--json"])["ad_tag"], "0123456789abcdef0123456789abcdef");
-    env.ok(&["remove-promoted-channel"]);
+    assert!(env.ok(&["remove-promoted-channel"]).contains("direct mode"));
     assert!(env.config().ad_tag.is_none());
 }
 

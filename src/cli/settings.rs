@@ -100,7 +100,7 @@ pub fn set_promoted(config: &Path, a: TagArgs) -> anyhow::Result<()> {
     let (mut doc, _) = store.load(false)?;
     table(&mut doc, "promoted_channel")?["ad_tag"] = value(tag);
     store.commit(&doc)?;
-    println!("Promoted-channel tag stored. It is used once the middle-proxy mode is available; until then the proxy keeps connecting directly.");
+    println!("Promoted-channel tag stored. The running proxy re-reads the file within a second: new connections then go through Telegram's middle-end servers with this tag (middle-proxy mode, docs/middle-proxy.md); open connections keep their path.");
     Ok(())
 }
 
@@ -129,6 +129,6 @@ pub fn remove_promoted(config: &Path) -> anyhow::Result<()> {
         t.remove("ad_tag");
     }
     store.commit(&doc)?;
-    println!("Promoted-channel tag removed.");
+    println!("Promoted-channel tag removed. New connections go straight to the DCs again (direct mode) once the running proxy re-reads the file, within a second.");
     Ok(())
 }
