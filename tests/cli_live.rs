@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cli_common::{Env, BIN};
+use cli_common::{terminate, Env, BIN};
 use mtproxy_proto::Secret;
 use mtproxy_testkit::{Client, FakeDc, Mode};
 
@@ -55,16 +55,8 @@ impl Proxy {
 
     /// SIGTERM and wait for a clean exit (usage is saved on the way out).
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = rustix::process::Pid::from_raw(c.id() as i32).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while c.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if let Some(c) = self.child.take() {
+            terminate(c);
         }
     }
 

@@ -92,3 +92,16 @@ secret = "aaaaaa11112233445566778899aabbcc"
 kind = "ee"
 domain = "www.example.com"
 "#;
+
+/// SIGTERM `child` and wait for it to exit: SIGKILL after 10 s.
+pub fn terminate(mut child: std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -5,17 +5,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mtproxy_core::config::{parse_str, Config, DcKey, HostPort};
 use mtproxy_core::{bind, serve, Shared};
-use mtproxy_proto::framing;
 use mtproxy_proto::rpc::msg::flags;
 use mtproxy_proto::{ProtoTag, Secret};
 use mtproxy_testkit::fake_me::{ConfigServer, FakeMe, QUICK_ACK_TOKEN, REQ_PQ_MULTI, RES_PQ};
+use mtproxy_testkit::middle::{encrypted, proxy_secret, recv_packet, req_pq_multi, send_packet, MeFiles};
 use mtproxy_testkit::{three_users, Client, FakeDc, Mode, S_CLASSIC, S_DD, S_EE};
 use tokio_util::sync::CancellationToken;
 
@@ -30,12 +30,6 @@ fn tag_bytes(s: &str) -> [u8; 16] {
     t
 }
 
-fn proxy_secret() -> Vec<u8> {
-    let mut s = vec![0xc4, 0xf9, 0xfa, 0xca];
-    s.extend((0..124).map(|i| (i * 7 + 3) as u8));
-    s
-}
-
 fn modes() -> Vec<(&'static str, &'static str, Mode, ProtoTag)> {
     vec![
         ("classic", S_CLASSIC, Mode::Classic(ProtoTag::Abridged), ProtoTag::Abridged),
@@ -43,38 +37,6 @@ fn modes() -> Vec<(&'static str, &'static str, Mode, ProtoTag)> {
         ("dd", S_DD, Mode::Padded, ProtoTag::PaddedIntermediate),
         ("ee", S_EE, Mode::FakeTls { domain: "cover.test".into() }, ProtoTag::PaddedIntermediate),
     ]
-}
-
-/// Files and settings pointing the proxy at fake middle-ends.
-struct MeFiles {
-    dir: tempfile::TempDir,
-}
-
-impl MeFiles {
-    fn new(secret: &[u8], me: &[SocketAddr]) -> MeFiles {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secret"), secret).unwrap();
-        let mut conf = String::from("default 2;\n");
-        for a in me {
-            conf.push_str(&format!("proxy_for 2 {a};\n"));
-        }
-        std::fs::write(dir.path().join("proxy-multi.conf"), conf).unwrap();
-        MeFiles { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn section(&self, ad_tag: Option<&str>) -> String {
-        format!(
-            "[promoted_channel]\n{}proxy_secret_url = \"{}\"\nproxy_config_url = \"{}\"\nproxy_config_v6_url = \"off\"\ncache_dir = \"{}\"\nconnections_per_dc = 2\n",
-            ad_tag.map(|t| format!("ad_tag = \"{t}\"\n")).unwrap_or_default(),
-            self.path("secret").display(),
-            self.path("proxy-multi.conf").display(),
-            self.path("cache").display()
-        )
-    }
 }
 
 fn config_text(promoted: &str) -> String {
@@ -113,48 +75,6 @@ async fn start(cfg: Config) -> Proxy {
     Proxy { addr, shared, dc, _stop: stop }
 }
 
-/// An unencrypted req_pq_multi (auth_key_id 0, msg_id, length 20, constructor, nonce).
-fn req_pq_multi(nonce: [u8; 16]) -> Vec<u8> {
-    let mut m = vec![0u8; 8];
-    m.extend_from_slice(&0x51e57ac42770964au64.to_le_bytes());
-    m.extend_from_slice(&20u32.to_le_bytes());
-    m.extend_from_slice(&REQ_PQ_MULTI.to_le_bytes());
-    m.extend_from_slice(&nonce);
-    m
-}
-
-/// An "encrypted" packet: non-zero auth_key_id, which the fake middle-end echoes.
-fn encrypted(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1).collect()
-}
-
-async fn send_packet(c: &mut Client, tag: ProtoTag, payload: &[u8], quick_ack: bool) {
-    let mut out = Vec::new();
-    let pad: &[u8] = if tag == ProtoTag::PaddedIntermediate { &[0xaa, 0xbb, 0xcc] } else { &[] };
-    framing::encode_client(tag, payload, pad, quick_ack, &mut out);
-    c.send(&out).await.unwrap();
-}
-
-async fn recv_packet(c: &mut Client, tag: ProtoTag) -> Vec<u8> {
-    let fut = async {
-        let mut head = c.recv(1).await?;
-        if tag != ProtoTag::Abridged || head[0] == 0x7f {
-            head.extend(c.recv(3).await?);
-        }
-        let len = match tag {
-            ProtoTag::Abridged if head[0] < 0x7f => head[0] as usize * 4,
-            ProtoTag::Abridged => u32::from_le_bytes([head[1], head[2], head[3], 0]) as usize * 4,
-            _ => (u32::from_le_bytes(head[..4].try_into().unwrap()) & 0x7fff_ffff) as usize,
-        };
-        head.extend(c.recv(len).await?);
-        Ok::<_, std::io::Error>(head)
-    };
-    let bytes = tokio::time::timeout(Duration::from_secs(5), fut).await.expect("answer in time").expect("answer");
-    let (pkt, used) = framing::decode(tag, &bytes).expect("valid framing from the proxy").expect("a whole packet");
-    assert_eq!(used, bytes.len());
-    pkt.payload
-}
-
 fn assert_res_pq(answer: &[u8], nonce: [u8; 16]) {
     assert!(answer.len() >= 40, "short answer {answer:02x?}");
     assert_eq!(&answer[..8], &[0; 8], "resPQ is unencrypted");
@@ -176,18 +96,18 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// packet echoed by the fake middle-end.
 async fn exchange(c: &mut Client, tag: ProtoTag, seed: u8) {
     let nonce = [seed; 16];
-    send_packet(c, tag, &req_pq_multi(nonce), false).await;
-    assert_res_pq(&recv_packet(c, tag).await, nonce);
+    send_packet(c, tag, &req_pq_multi(nonce), false).await.unwrap();
+    assert_res_pq(&recv_packet(c, tag).await.unwrap(), nonce);
     let data = encrypted(64, seed);
-    send_packet(c, tag, &data, false).await;
-    assert_eq!(recv_packet(c, tag).await, data);
+    send_packet(c, tag, &data, false).await.unwrap();
+    assert_eq!(recv_packet(c, tag).await.unwrap(), data);
 }
 
 #[tokio::test]
 async fn every_kind_goes_through_the_middle_end_with_the_ad_tag() {
     let me = FakeMe::start(proxy_secret()).await.unwrap();
     let files = MeFiles::new(&proxy_secret(), &[me.addr]);
-    let p = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let p = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     for (i, (_, s, mode, tag)) in modes().into_iter().enumerate() {
         // DC 9999 is unknown: served by the file's default cluster (reference §7.2).
         let dc = if i == 0 { 9999 } else { 2 };
@@ -195,16 +115,16 @@ async fn every_kind_goes_through_the_middle_end_with_the_ad_tag() {
         let client_addr = c.stream().local_addr().unwrap();
         let nonce = [i as u8 + 1; 16];
         // Quick ACK requested: the ACK comes first, in the transport's byte order.
-        send_packet(&mut c, tag, &req_pq_multi(nonce), true).await;
+        send_packet(&mut c, tag, &req_pq_multi(nonce), true).await.unwrap();
         let ack = tokio::time::timeout(Duration::from_secs(5), c.recv(4)).await.unwrap().unwrap();
         let want = if tag == ProtoTag::Abridged { QUICK_ACK_TOKEN.to_be_bytes() } else { QUICK_ACK_TOKEN.to_le_bytes() };
         assert_eq!(ack, want, "quick ack for {mode:?}");
-        assert_res_pq(&recv_packet(&mut c, tag).await, nonce);
+        assert_res_pq(&recv_packet(&mut c, tag).await.unwrap(), nonce);
         // Larger packets, including one that needs the abridged long header, echo back intact.
         for n in [64, 1000, 70_000] {
             let data = encrypted(n, i as u8);
-            send_packet(&mut c, tag, &data, false).await;
-            assert_eq!(recv_packet(&mut c, tag).await, data, "{mode:?} {n}");
+            send_packet(&mut c, tag, &data, false).await.unwrap();
+            assert_eq!(recv_packet(&mut c, tag).await.unwrap(), data, "{mode:?} {n}");
         }
         let log = me.log();
         let reqs: Vec<_> = log.requests.iter().filter(|r| r.client == client_addr).collect();
@@ -240,12 +160,12 @@ async fn every_kind_goes_through_the_middle_end_with_the_ad_tag() {
 async fn close_from_the_middle_end_closes_the_client_and_junk_is_dropped() {
     let me = FakeMe::start(proxy_secret()).await.unwrap();
     let files = MeFiles::new(&proxy_secret(), &[me.addr]);
-    let p = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let p = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     let mut c = Client::connect(p.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
     // Not MTProto (auth_key_id 0, unknown function): dropped, and the next packet says so.
     let mut junk = req_pq_multi([9; 16]);
     junk[20..24].copy_from_slice(&0xdeadbeefu32.to_le_bytes());
-    send_packet(&mut c, ProtoTag::PaddedIntermediate, &junk, false).await;
+    send_packet(&mut c, ProtoTag::PaddedIntermediate, &junk, false).await.unwrap();
     exchange(&mut c, ProtoTag::PaddedIntermediate, 3).await;
     let log = me.log();
     assert_eq!(log.requests.len(), 2);
@@ -260,14 +180,14 @@ async fn close_from_the_middle_end_closes_the_client_and_junk_is_dropped() {
 async fn setting_and_removing_the_ad_tag_switches_new_connections_only() {
     let me = FakeMe::start(proxy_secret()).await.unwrap();
     let files = MeFiles::new(&proxy_secret(), &[me.addr]);
-    let p = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let p = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     let secret = Secret::from_hex(S_DD).unwrap();
     let tag = ProtoTag::PaddedIntermediate;
     let mut a = Client::connect(p.addr, &secret, &Mode::Padded, 2).await.unwrap();
     exchange(&mut a, tag, 1).await;
 
     // Remove the tag: a new client goes direct (the fake DC echoes raw bytes), A keeps its ME session.
-    p.shared.reload(parse(&config_text(&files.section(None))));
+    p.shared.reload(parse(&config_text(&files.section(None, 2))));
     let mut b = Client::connect(p.addr, &secret, &Mode::Padded, 2).await.unwrap();
     b.send(b"direct-bytes").await.unwrap();
     assert_eq!(tokio::time::timeout(Duration::from_secs(5), b.recv(12)).await.unwrap().unwrap(), b"direct-bytes");
@@ -275,7 +195,7 @@ async fn setting_and_removing_the_ad_tag_switches_new_connections_only() {
     exchange(&mut a, tag, 2).await;
 
     // Set another tag: the next client goes through ME with the new tag; B stays direct.
-    p.shared.reload(parse(&config_text(&files.section(Some(AD_TAG2)))));
+    p.shared.reload(parse(&config_text(&files.section(Some(AD_TAG2), 2))));
     let mut c = Client::connect(p.addr, &secret, &Mode::Padded, 2).await.unwrap();
     exchange(&mut c, tag, 3).await;
     b.send(b"still-direct").await.unwrap();
@@ -353,7 +273,7 @@ async fn unreachable_middle_end_refuses_fast_and_tries_every_address() {
     let dead2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let me = FakeMe::start(proxy_secret()).await.unwrap();
     let files = MeFiles::new(&proxy_secret(), &[dead1, dead2, me.addr]);
-    let p = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let p = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     let mut c = Client::connect(p.addr, &Secret::from_hex(S_CLASSIC).unwrap(), &Mode::Classic(ProtoTag::Intermediate), 2).await.unwrap();
     exchange(&mut c, ProtoTag::Intermediate, 1).await;
 
@@ -362,9 +282,9 @@ async fn unreachable_middle_end_refuses_fast_and_tries_every_address() {
     let mut wrong = proxy_secret();
     wrong[100] ^= 1;
     let other = MeFiles::new(&wrong, &[me.addr]);
-    let p2 = start(parse(&config_text(&other.section(Some(AD_TAG))))).await;
+    let p2 = start(parse(&config_text(&other.section(Some(AD_TAG), 2)))).await;
     let mut d = Client::connect(p2.addr, &Secret::from_hex(S_CLASSIC).unwrap(), &Mode::Classic(ProtoTag::Intermediate), 2).await.unwrap();
-    send_packet(&mut d, ProtoTag::Intermediate, &req_pq_multi([1; 16]), false).await;
+    send_packet(&mut d, ProtoTag::Intermediate, &req_pq_multi([1; 16]), false).await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), d.recv(1)).await.expect("closed in time");
     assert!(r.is_err());
     assert_eq!(p2.shared.middle.stats.connect_failures.load(SeqCst), 1);
@@ -379,7 +299,7 @@ async fn ipv6_middle_end() {
     };
     let me6 = FakeMe::start_on(l6, proxy_secret(), None).unwrap();
     let files = MeFiles::new(&proxy_secret(), &[me6.addr]);
-    let p = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let p = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     let mut c = Client::connect(p.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
     exchange(&mut c, ProtoTag::PaddedIntermediate, 1).await;
     assert_eq!(me6.log().handshakes, 1);
@@ -394,13 +314,13 @@ async fn nat_address_is_mixed_into_the_keys_and_sent_as_the_proxy_address() {
     let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let me_nat = FakeMe::start_behind_nat(l4, proxy_secret(), public).unwrap();
     let files = MeFiles::new(&proxy_secret(), &[me_nat.addr]);
-    let without = start(parse(&config_text(&files.section(Some(AD_TAG))))).await;
+    let without = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     let mut d = Client::connect(without.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
-    send_packet(&mut d, ProtoTag::PaddedIntermediate, &req_pq_multi([1; 16]), false).await;
+    send_packet(&mut d, ProtoTag::PaddedIntermediate, &req_pq_multi([1; 16]), false).await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), d.recv(1)).await.expect("closed in time");
     assert!(r.is_err(), "keys differ without nat_ip: no service");
     assert_eq!(me_nat.log().handshakes, 0);
-    let with = start(parse(&config_text(&format!("{}nat_ip = \"{public}\"\n", files.section(Some(AD_TAG)))))).await;
+    let with = start(parse(&config_text(&format!("{}nat_ip = \"{public}\"\n", files.section(Some(AD_TAG), 2))))).await;
     let mut e = Client::connect(with.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
     exchange(&mut e, ProtoTag::PaddedIntermediate, 2).await;
     let log = me_nat.log();

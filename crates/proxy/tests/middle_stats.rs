@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,54 +14,14 @@ use mtproxy_core::config::{parse_str, Config, DcKey, HostPort};
 use mtproxy_core::observe::report::MiddleReport;
 use mtproxy_core::observe::{self, Options, Report};
 use mtproxy_core::{bind, serve, Shared};
-use mtproxy_proto::framing;
 use mtproxy_proto::{ProtoTag, Secret};
-use mtproxy_testkit::fake_me::{FakeMe, QUICK_ACK_TOKEN, REQ_PQ_MULTI, RES_PQ};
-use mtproxy_testkit::{Client, FakeDc, Mode};
+use mtproxy_testkit::fake_me::{FakeMe, QUICK_ACK_TOKEN, RES_PQ};
+use mtproxy_testkit::middle::{encrypted, proxy_secret, recv_packet, req_pq_multi, send_packet, MeFiles};
+use mtproxy_testkit::{Client, FakeDc, Mode, S_CLASSIC, S_DD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-const S_CLASSIC: &str = "00112233445566778899aabbccddeeff";
-const S_DD: &str = "11112233445566778899aabbccddeeff";
 const AD_TAG: &str = "dcbe8f1493fa4cd9ab300891c0b5b326";
-
-fn proxy_secret() -> Vec<u8> {
-    let mut s = vec![0xc4, 0xf9, 0xfa, 0xca];
-    s.extend((0..124).map(|i| (i * 7 + 3) as u8));
-    s
-}
-
-/// Middle-end documents as local files (no fetch), one cluster: 2.
-struct MeFiles {
-    dir: tempfile::TempDir,
-}
-
-impl MeFiles {
-    fn new(secret: &[u8], me: SocketAddr) -> MeFiles {
-        let files = MeFiles { dir: tempfile::tempdir().unwrap() };
-        std::fs::write(files.path("secret"), secret).unwrap();
-        files.point_at(me);
-        files
-    }
-
-    fn point_at(&self, me: SocketAddr) {
-        std::fs::write(self.path("proxy-multi.conf"), format!("default 2;\nproxy_for 2 {me};\n")).unwrap();
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn section(&self, ad_tag: Option<&str>) -> String {
-        format!(
-            "[promoted_channel]\n{}proxy_secret_url = \"{}\"\nproxy_config_url = \"{}\"\nproxy_config_v6_url = \"off\"\ncache_dir = \"{}\"\nconnections_per_dc = 1\n",
-            ad_tag.map(|t| format!("ad_tag = \"{t}\"\n")).unwrap_or_default(),
-            self.path("secret").display(),
-            self.path("proxy-multi.conf").display(),
-            self.path("cache").display()
-        )
-    }
-}
 
 fn config(promoted: &str) -> Config {
     let text = format!(
@@ -156,59 +116,21 @@ fn parse_prom(text: &str) -> (HashMap<String, f64>, HashMap<String, String>) {
     (samples, types)
 }
 
-fn req_pq_multi(nonce: [u8; 16]) -> Vec<u8> {
-    let mut m = vec![0u8; 8];
-    m.extend_from_slice(&0x51e57ac42770964au64.to_le_bytes());
-    m.extend_from_slice(&20u32.to_le_bytes());
-    m.extend_from_slice(&REQ_PQ_MULTI.to_le_bytes());
-    m.extend_from_slice(&nonce);
-    m
-}
-
-fn encrypted(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1).collect()
-}
-
-async fn send_packet(c: &mut Client, tag: ProtoTag, payload: &[u8], quick_ack: bool) {
-    let mut out = Vec::new();
-    let pad: &[u8] = if tag == ProtoTag::PaddedIntermediate { &[0xaa, 0xbb] } else { &[] };
-    framing::encode_client(tag, payload, pad, quick_ack, &mut out);
-    c.send(&out).await.unwrap();
-}
-
-async fn recv_packet(c: &mut Client, tag: ProtoTag) -> Vec<u8> {
-    let fut = async {
-        let mut head = c.recv(1).await?;
-        if tag != ProtoTag::Abridged || head[0] == 0x7f {
-            head.extend(c.recv(3).await?);
-        }
-        let len = match tag {
-            ProtoTag::Abridged if head[0] < 0x7f => head[0] as usize * 4,
-            ProtoTag::Abridged => u32::from_le_bytes([head[1], head[2], head[3], 0]) as usize * 4,
-            _ => (u32::from_le_bytes(head[..4].try_into().unwrap()) & 0x7fff_ffff) as usize,
-        };
-        head.extend(c.recv(len).await?);
-        Ok::<_, std::io::Error>(head)
-    };
-    let bytes = tokio::time::timeout(Duration::from_secs(5), fut).await.expect("answer in time").expect("answer");
-    framing::decode(tag, &bytes).unwrap().unwrap().0.payload
-}
-
 /// req_pq_multi -> resPQ, then an encrypted packet echoed: two requests, two answers.
 async fn exchange(c: &mut Client, tag: ProtoTag, seed: u8) {
-    send_packet(c, tag, &req_pq_multi([seed; 16]), false).await;
-    let answer = recv_packet(c, tag).await;
+    send_packet(c, tag, &req_pq_multi([seed; 16]), false).await.unwrap();
+    let answer = recv_packet(c, tag).await.unwrap();
     assert_eq!(u32::from_le_bytes(answer[20..24].try_into().unwrap()), RES_PQ);
     let data = encrypted(64, seed);
-    send_packet(c, tag, &data, false).await;
-    assert_eq!(recv_packet(c, tag).await, data);
+    send_packet(c, tag, &data, false).await.unwrap();
+    assert_eq!(recv_packet(c, tag).await.unwrap(), data);
 }
 
 #[tokio::test]
 async fn middle_counters_are_exact_for_known_traffic() {
     let me = FakeMe::start(proxy_secret()).await.unwrap();
-    let files = MeFiles::new(&proxy_secret(), me.addr);
-    let cfg = config(&files.section(Some(AD_TAG)));
+    let files = MeFiles::new(&proxy_secret(), &[me.addr]);
+    let cfg = config(&files.section(Some(AD_TAG), 1));
     let settings = cfg.middle.clone();
     let p = start(cfg).await;
 
@@ -224,12 +146,12 @@ async fn middle_counters_are_exact_for_known_traffic() {
     let mut a = Client::connect(p.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
     let mut junk = req_pq_multi([9; 16]);
     junk[20..24].copy_from_slice(&0xdeadbeefu32.to_le_bytes());
-    send_packet(&mut a, ProtoTag::PaddedIntermediate, &junk, false).await;
+    send_packet(&mut a, ProtoTag::PaddedIntermediate, &junk, false).await.unwrap();
     exchange(&mut a, ProtoTag::PaddedIntermediate, 1).await;
-    send_packet(&mut a, ProtoTag::PaddedIntermediate, &req_pq_multi([2; 16]), true).await;
+    send_packet(&mut a, ProtoTag::PaddedIntermediate, &req_pq_multi([2; 16]), true).await.unwrap();
     let ack = tokio::time::timeout(Duration::from_secs(5), a.recv(4)).await.unwrap().unwrap();
     assert_eq!(ack, QUICK_ACK_TOKEN.to_le_bytes());
-    recv_packet(&mut a, ProtoTag::PaddedIntermediate).await;
+    recv_packet(&mut a, ProtoTag::PaddedIntermediate).await.unwrap();
     let mut b = Client::connect(p.addr, &Secret::from_hex(S_CLASSIC).unwrap(), &Mode::Classic(ProtoTag::Abridged), 2).await.unwrap();
     exchange(&mut b, ProtoTag::Abridged, 3).await;
 
@@ -310,7 +232,7 @@ async fn middle_counters_are_exact_for_known_traffic() {
     // gets a new pool, the idle connection of the old one closes, and the cluster's counters
     // go on from where they were.
     let me2 = FakeMe::start(proxy_secret()).await.unwrap();
-    files.point_at(me2.addr);
+    files.point_at(&[me2.addr]);
     assert!(p.shared.middle.refresh(&settings).await.unwrap());
     let mut c = Client::connect(p.addr, &Secret::from_hex(S_DD).unwrap(), &Mode::Padded, 2).await.unwrap();
     exchange(&mut c, ProtoTag::PaddedIntermediate, 4).await;
@@ -327,12 +249,12 @@ async fn middle_failures_are_counted() {
     let me = FakeMe::start(proxy_secret()).await.unwrap();
     let mut wrong = proxy_secret();
     wrong[100] ^= 1;
-    let files = MeFiles::new(&wrong, me.addr);
-    let cfg = config(&files.section(Some(AD_TAG)));
+    let files = MeFiles::new(&wrong, &[me.addr]);
+    let cfg = config(&files.section(Some(AD_TAG), 1));
     let mut settings = cfg.middle.clone();
     let p = start(cfg).await;
     let mut d = Client::connect(p.addr, &Secret::from_hex(S_CLASSIC).unwrap(), &Mode::Classic(ProtoTag::Intermediate), 2).await.unwrap();
-    send_packet(&mut d, ProtoTag::Intermediate, &req_pq_multi([1; 16]), false).await;
+    send_packet(&mut d, ProtoTag::Intermediate, &req_pq_multi([1; 16]), false).await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), d.recv(1)).await.expect("closed in time");
     assert!(r.is_err(), "no middle-end: the client is closed");
     let m = eventually(&p, "the failure counted", |m| m.connect_failures == 1).await;
@@ -355,8 +277,8 @@ async fn middle_failures_are_counted() {
 #[tokio::test]
 async fn direct_mode_has_no_middle_section() {
     let me = FakeMe::start(proxy_secret()).await.unwrap();
-    let files = MeFiles::new(&proxy_secret(), me.addr);
-    let p = start(config(&files.section(None))).await;
+    let files = MeFiles::new(&proxy_secret(), &[me.addr]);
+    let p = start(config(&files.section(None, 1))).await;
     let json: serde_json::Value = serde_json::from_str(&get(p.stats, "/stats.json").await).unwrap();
     assert!(json["middle"].is_null(), "{}", json["middle"]);
     assert!(!get(p.stats, "/stats").await.contains("middle_"));
@@ -368,7 +290,7 @@ async fn direct_mode_has_no_middle_section() {
     assert!(r.middle.is_none());
 
     // Tag set live: the section appears.
-    p.shared.reload(config(&files.section(Some(AD_TAG))));
+    p.shared.reload(config(&files.section(Some(AD_TAG), 1)));
     let m = middle(&p).await;
     assert_eq!((m.sessions_total, m.connections_opened), (0, 0));
 }
