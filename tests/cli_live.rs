@@ -160,8 +160,9 @@ async fn add_remove_rotate_disable_while_clients_are_connected() {
     let mut bob = eventually_connects(addr, &secret_of(&env, "bob")).await;
     assert!(roundtrip(&mut alice).await, "alice's connection survived the change");
 
-    // Rotate alice with a grace period; `reload` applies it at once.
-    env.ok(&["regenerate-user-secret", "alice", "--grace", "3s", "--no-qr"]);
+    // Rotate alice with a grace period; `reload` applies it at once. The grace is wide enough
+    // for the checks inside it on a loaded machine (reload, a new connection, an old one).
+    env.ok(&["regenerate-user-secret", "alice", "--grace", "8s", "--no-qr"]);
     let until = env.config().users[0].previous_secret.unwrap().1;
     assert!(env.ok(&["reload"]).contains("Sent SIGHUP"));
     let alice_new = secret_of(&env, "alice");

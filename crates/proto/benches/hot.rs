@@ -27,6 +27,16 @@ fn ctr(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| b.iter(|| cipher.apply(black_box(&mut buf))));
     }
+    // What a relayed burst or a handshake candidate pays before its first byte: the key schedule
+    // (the relay keeps ciphers as key + offset between bursts), a seek, one block.
+    let mut block = [0u8; 16];
+    g.bench_function("new_seek_16", |b| {
+        b.iter(|| {
+            let mut c = AesCtr::new(black_box(&[1; 32]), black_box(&[2; 16]));
+            c.seek(black_box(4096));
+            c.apply(&mut block);
+        })
+    });
     g.finish();
 }
 

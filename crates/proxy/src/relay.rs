@@ -151,6 +151,23 @@ pub trait Transform {
     fn park(&mut self) {}
 }
 
+/// A borrowed transform: the connection task keeps one copy of each direction's state, and
+/// [`pump`] holds a reference to it (idle memory, docs/performance.md).
+impl<T: Transform + ?Sized> Transform for &mut T {
+    fn headroom(&self) -> usize {
+        (**self).headroom()
+    }
+    fn chunk(&self) -> usize {
+        (**self).chunk()
+    }
+    fn apply(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        (**self).apply(buf)
+    }
+    fn park(&mut self) {
+        (**self).park()
+    }
+}
+
 /// Client -> DC: optional TLS de-framing, decrypt with the client key, encrypt with the DC key.
 pub struct ClientToDc {
     pub tls: Option<RecordReader>,
