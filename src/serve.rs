@@ -11,8 +11,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use mtproxy_core::config::{self, DcKey, HostPort};
 use mtproxy_core::Shared;
-use mtproxy_proto::Secret;
-use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
 use std::net::SocketAddr;
@@ -76,9 +74,7 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 
 /// Write a fresh configuration with one `dd` user; never overwrites an existing file.
 fn create_initial_config(path: &Path) -> anyhow::Result<()> {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let text = config::initial_config_text(8443, "default", &Secret::from_bytes(bytes));
+    let text = config::initial_config_text(8443, "default", &config::generate_secret());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

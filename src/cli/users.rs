@@ -158,9 +158,7 @@ fn now_unix() -> i64 {
 
 fn fresh_secret(cfg: &Config) -> Secret {
     loop {
-        let mut b = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut b);
-        let s = Secret::from_bytes(b);
+        let s = mtproxy_core::config::generate_secret();
         if !cfg.users.iter().any(|u| u.secret == s || u.previous_secret.is_some_and(|(p, _)| p == s)) {
             return s;
         }

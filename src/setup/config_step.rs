@@ -11,7 +11,6 @@ use std::process::Command;
 
 use mtproxy_core::config::{self, Config};
 use mtproxy_proto::{Secret, SecretKind};
-use rand::RngCore;
 
 use crate::setup::files::{self, FileError};
 use crate::setup::options::{Answers, Kind};
@@ -113,9 +112,7 @@ pub fn run_cli(binary: &Path, config_file: &Path, args: &[String]) -> Result<(),
 pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u32, u32)>, binary: &Path, state_dir: &str) -> Result<ConfigOutcome, ConfigStepError> {
     let mut outcome = ConfigOutcome::default();
     let Some(existing) = load_existing(path)? else {
-        let mut bytes = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let text = fresh_text(answers, first_user, &Secret::from_bytes(bytes), state_dir);
+        let text = fresh_text(answers, first_user, &config::generate_secret(), state_dir);
         config::parse_str(&text, path).map_err(ConfigStepError::Generated)?;
         files::write_if_changed(path, text.as_bytes(), 0o600, owner)?;
         outcome.created = true;

@@ -1,6 +1,7 @@
 """Real clients (TDLib, Telethon) and our own fake-TLS client through the proxy to the fake DC."""
 
 import os
+import secrets
 import socket
 import time
 
@@ -28,6 +29,19 @@ def test_telethon_all_framings(proxy_factory, fakedc):
     for r in res:
         assert px.failures_for(r.client_port) == []
     px.assert_no_secrets()
+
+
+def test_telethon_cuts_a_leading_dd_off_a_classic_secret(proxy_factory, fakedc, tls_cover):
+    """Why the proxy never generates a secret whose first byte is 0xdd or 0xee
+    (config::generate_secret): a classic secret is written as 32 plain hex characters, and
+    Telethon 1.45 takes a leading `dd`/`ee` for the padded or fake-TLS prefix and cuts it off,
+    so it refuses such a secret, while TDLib reads it by its length and connects."""
+    odd = User("odd", "classic", secret="dd" + secrets.token_hex(15))
+    px = proxy_factory([odd], mask=tls_cover.addr)
+    r = telethon_many([dict(host=px.host, port=px.port, secret=odd.client_secret, codec="abridged")])[0]
+    assert not r.ok and "16 bytes" in (r.error or ""), r.error
+    t = tdlib(host=px.host, port=px.port, secret=odd.client_secret, action="ping")
+    assert t["ok"] and t["result"]["@type"] == "seconds", t
 
 
 def test_telethon_many_packets_one_connection(proxy_factory, fakedc):
