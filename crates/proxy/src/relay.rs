@@ -309,7 +309,7 @@ pub fn pump<'a, 'c: 'a, T: Transform + 'a>(
                         if let Some(l) = limit {
                             let before = l.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n as u64))).unwrap_or(0);
                             if before <= n as u64 {
-                                return Err(io::Error::new(io::ErrorKind::Other, "byte limit reached"));
+                                return Err(io::Error::other("byte limit reached"));
                             }
                         }
                         t.apply(&mut buf)?;
