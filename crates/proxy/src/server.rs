@@ -313,7 +313,6 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
         _active: active,
         lease,
         entry,
-        stats,
         shared,
         _conn: conn,
     })
@@ -338,7 +337,6 @@ struct Relay {
     _active: ActiveGuard,
     lease: crate::limits::Lease,
     entry: Arc<crate::snapshot::UserEntry>,
-    stats: Arc<Stats>,
     shared: Arc<Shared>,
     _conn: ConnGuard,
 }
@@ -355,8 +353,9 @@ impl Relay {
             let this = &mut self;
             let activity = Activity::new();
             let user_stats = &this.entry.stats;
-            let mut up = ByteCounter::new(&user_stats.bytes_from_client, &this.stats.bytes_from_client);
-            let mut down = ByteCounter::new(&user_stats.bytes_to_client, &this.stats.bytes_to_client);
+            let stats = &this.shared.stats;
+            let mut up = ByteCounter::new(&user_stats.bytes_from_client, &stats.bytes_from_client);
+            let mut down = ByteCounter::new(&user_stats.bytes_to_client, &stats.bytes_to_client);
             up.add(this.pending_len);
             // The pumps borrow each direction's state: one copy of it in this task.
             let outcome = tokio::select! {
