@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_common::{terminate, Env, BIN};
+use cli_common::{terminate, Env};
 
 const TOKEN: &str = "health-check-token-0123456789";
 
@@ -48,12 +48,8 @@ impl Proxy {
     /// the wait itself never connects to the client port.
     fn start(env: &Env, stats_port: Option<u16>, token: Option<&str>) -> Proxy {
         let log = env.dir.path().join("serve.log");
-        let child = std::process::Command::new(BIN)
-            .arg("--config")
-            .arg(&env.cfg)
-            .args(["serve", "--drain", "1s"])
-            .env_remove("RUST_LOG")
-            .env_remove("VLESS_MTPROXY_CONFIG")
+        let child = env
+            .cmd(&["serve", "--drain", "1s"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

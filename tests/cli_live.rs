@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cli_common::{terminate, Env, BIN};
+use cli_common::{terminate, Env};
 use mtproxy_proto::Secret;
 use mtproxy_testkit::{Client, FakeDc, Mode};
 
@@ -31,11 +31,8 @@ struct Proxy {
 impl Proxy {
     fn start(env: &Env, dc: SocketAddr, port: u16) -> Proxy {
         let log = env.dir.path().join(format!("serve-{}.log", Instant::now().elapsed().as_nanos() + rand_suffix()));
-        let child = std::process::Command::new(BIN)
-            .arg("--config")
-            .arg(&env.cfg)
-            .args(["serve", "--dc-override", &format!("*={dc}"), "--drain", "1s"])
-            .env_remove("RUST_LOG")
+        let child = env
+            .cmd(&["serve", "--dc-override", &format!("*={dc}"), "--drain", "1s"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
