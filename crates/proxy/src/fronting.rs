@@ -114,13 +114,35 @@ pub async fn front(client: TcpStream, consumed: Vec<u8>, config: &Config, stats:
         let sink_out = AtomicU64::new(0);
         let mut c_in = ByteCounter::new(&sink_in, &sink_in);
         let mut c_out = ByteCounter::new(&sink_out, &sink_out);
+        // A clean end (FIN) of one direction is passed on and the other goes on, as TCP
+        // half-close does; a reset from the mask host resets the client, so a prober sees the
+        // site's close exactly.
         let both = async {
-            let _ = tokio::join!(
-                pump(&cr, &mut uw, Identity, &activity, &mut c_in, Some(&remaining)),
-                pump(&ur, &mut cw, Identity, &activity, &mut c_out, Some(&remaining)),
-            );
+            let up = pump(&cr, &mut uw, Identity, &activity, &mut c_in, Some(&remaining));
+            let down = pump(&ur, &mut cw, Identity, &activity, &mut c_out, Some(&remaining));
+            tokio::pin!(up, down);
+            tokio::select! {
+                r = &mut up => {
+                    if r.is_ok() {
+                        let _ = down.await;
+                    }
+                    false
+                }
+                r = &mut down => match r {
+                    Ok(()) => {
+                        let _ = up.await;
+                        false
+                    }
+                    Err(_) => true,
+                },
+            }
         };
-        let _ = tokio::time::timeout(config.fronting.max_duration, both).await;
+        let reset_client = tokio::time::timeout(config.fronting.max_duration, both).await.unwrap_or(false);
+        if reset_client {
+            // Linger 0: the close below sends a reset at once (no blocking on drop: the socket
+            // is non-blocking and nothing is left to flush).
+            let _ = socket2::SockRef::from(cw.as_ref()).set_linger(Some(Duration::ZERO));
+        }
     }
     stats.fronted_active.fetch_sub(1, Relaxed);
 }
