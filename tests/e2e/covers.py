@@ -99,6 +99,9 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     default_type text/html;
+    # At http level: the protocols are negotiated on the default server's settings, before the
+    # name picks a server (nginx 1.22 has no TLS 1.3 by default).
+    ssl_protocols TLSv1.2 TLSv1.3;
     # Names this server does not serve are refused in the handshake, as a real site does.
     server {{
         listen 127.0.0.1:{port} ssl http2 default_server;
@@ -109,7 +112,6 @@ http {{
         server_name {domain};
         ssl_certificate {chain};
         ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
         root {d}/www;
     }}
 }}

@@ -42,7 +42,7 @@ def covers(tmp_path_factory):
     base = tmp_path_factory.mktemp("covers")
     one = make_chain(base / "one", DOMAIN)
     two = make_chain(base / "two", DOMAIN)
-    big = make_chain(base / "big", DOMAIN, extra_names=430)
+    big = make_chain(base / "big", DOMAIN, extra_names=520)
     started = {
         "s_server": start_s_server(base / "one", one),
         "nginx": start_nginx(base / "two", two, DOMAIN),
@@ -191,7 +191,7 @@ def test_mixed_kinds_front_impossible_openings_at_once_and_wait_for_partial_init
     users = [User("c", "classic"), User("d", "dd"), User("e", "ee")]
     px = proxy_factory(users, mask=echo_mask.addr, timeouts={"handshake": "2s"})
     for data in [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\xef" + os.urandom(10), b"CONNECT a:443 HTTP/1.1\r\n\r\n",
-                 b"\x16\x03\x03\x00\x05hello", _random(64)]:
+                 b"\x16\x03\x01\x00\x05\x99abcd", _random(64)]:
         a = answer(px.host, px.port, data, window=1.5)
         assert a.first_byte is not None and a.first_byte < 0.3, "%r was not fronted at once: %s" % (data[:16], a)
         assert a.data == data, "the mask host (echo) did not get the bytes unchanged"
