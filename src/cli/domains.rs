@@ -12,7 +12,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use mtproxy_core::config::{valid_domain, COVER_DOMAINS};
+use mtproxy_core::config::{valid_domain, Config, COVER_DOMAINS};
+use mtproxy_core::cover::{self, CoverCache};
+use mtproxy_core::fronting;
 use serde_json::json;
 use tokio::net::TcpStream;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
@@ -67,6 +69,32 @@ pub fn check_domain(domain: &str) {
             "warning: {domain} ({ip}:443) {}: fake-TLS answers like a TLS 1.3 server, so a prober comparing the proxy with the site could tell them apart. Saved anyway; a site that speaks TLS 1.3 is a better cover.",
             a.describe()
         ),
+    }
+}
+
+/// Learn `domain`'s TLS flight now (`mtproxy_core::cover`) where the proxy will front its
+/// probes (the mask host, or the domain on 443) and keep it in the cover cache, so fake-TLS
+/// clients get the cover's shape from the proxy's first connection. Prints the outcome; never
+/// fails: the running proxy keeps trying on its own.
+pub fn learn_cover(config_path: &Path, cfg: &Config, domain: &str) {
+    if !cfg.fake_tls.emulate_cover {
+        return;
+    }
+    let target = fronting::cover_target(cfg, domain);
+    let learned = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(cover::learn::learn(domain, &target, CHECK_TIMEOUT)).map_err(|e| e.to_string()));
+    match learned {
+        Ok(profile) => {
+            let shape = profile.variants.get("default").or_else(|| profile.variants.values().next()).map(|v| v.describe()).unwrap_or_default();
+            match CoverCache::update(&cfg.cover_cache_path(config_path), profile) {
+                Ok(()) => eprintln!("learned: the TLS flight of {domain} from {target} ({shape}); fake-TLS clients get the same shape"),
+                Err(e) => eprintln!("warning: learned the TLS flight of {domain} but cannot keep it: {e}"),
+            }
+        }
+        Err(e) => eprintln!("warning: cannot learn the TLS flight of {domain} from {target} ({e}); the proxy keeps trying and uses the generic flight until then"),
     }
 }
 
@@ -133,8 +161,12 @@ pub fn add(config: &Path, a: AddDomainArgs) -> anyhow::Result<()> {
     let mut list = cfg.fake_tls.cover_domains.clone();
     list.push(d.clone());
     domains_array(&mut doc, &list)?;
-    store.commit(&doc)?;
+    let cfg = store.commit(&doc)?;
+    drop(store);
     println!("Added cover domain {d}.");
+    if !a.no_check {
+        learn_cover(config, &cfg, &d);
+    }
     Ok(())
 }
 

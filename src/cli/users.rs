@@ -257,13 +257,13 @@ fn new_user_table(secret: &Secret, kind: &SecretKind) -> Table {
     t
 }
 
-fn create(config: &Path, name: Option<&str>, kind: &KindFlags, limits: Option<&LimitFlags>, qr: &QrArgs) -> anyhow::Result<()> {
+fn create(config: &Path, name: Option<&str>, kind_flags: &KindFlags, limits: Option<&LimitFlags>, qr: &QrArgs) -> anyhow::Result<()> {
     if let Some(n) = name {
         if !valid_user_name(n) {
             bail!("user name `{n}` is not allowed; use 1-64 letters, digits, `_`, `-` or `.`");
         }
     }
-    let kind = kind_from(kind)?;
+    let kind = kind_from(kind_flags)?;
     let store = Store::lock(config)?;
     let (mut doc, cfg) = store.load(true)?;
     let name = match name {
@@ -291,6 +291,9 @@ fn create(config: &Path, name: Option<&str>, kind: &KindFlags, limits: Option<&L
     let cfg = store.commit(&doc)?;
     drop(store);
     println!("Added user `{name}` ({}). The running proxy accepts it within a second.", kind.name());
+    if let (SecretKind::FakeTls { domain }, false) = (&kind, kind_flags.no_check) {
+        super::domains::learn_cover(config, &cfg, domain);
+    }
     if kind == SecretKind::Classic {
         eprintln!("note: a classic secret is easy for DPI to recognise; --with-padding or --fake-tls DOMAIN hide the traffic better");
     }

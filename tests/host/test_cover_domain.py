@@ -8,6 +8,7 @@ never answers, and nothing. The check only warns: the domain is saved every time
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -56,17 +57,26 @@ def test_cover_domain_check_reads_the_tls_version(netns, tmp_path):
         p.wait(5)
         assert wait_until(lambda: not listening_in(netns, ns, 443), 10)
 
-    s_server = ["openssl", "s_server", "-accept", "127.0.0.1:443", "-cert", cert, "-key", key, "-www", "-naccept", "10"]
+    s_server = ["openssl", "s_server", "-accept", "127.0.0.1:443", "-cert", cert, "-key", key, "-www", "-naccept", "20"]
 
     p = serve(s_server + ["-tls1_3"], "tls13.log")
     err, _ = check("u13")
     assert "checked: %s resolves (127.0.0.1) and answers TLS 1.3 on port 443" % DOMAIN in err, err
     assert "warning" not in err, err
+    # ... and its TLS flight is learned into the cover cache next to the config.
+    assert "learned: the TLS flight of %s from %s:443" % (DOMAIN, DOMAIN) in err, err
+    cache = json.loads((tmp_path / "config.toml.covers").read_text())
+    entry = cache["covers"][DOMAIN]
+    assert entry["target"] == "%s:443" % DOMAIN and abs(entry["learned_at"] - time.time()) < 60
+    assert set(entry["variants"]) == {"default", "apple"}
+    for v in entry["variants"].values():
+        assert v["change_cipher_spec"] and len(v["samples"]) == 3 and all(len(s) >= 3 for s in v["samples"]), v
     stop(p)
 
     p = serve(s_server + ["-no_tls1_3"], "tls12.log")
     err, _ = check("u12")
     assert "warning: %s (127.0.0.1:443) chose TLS 1.2, not 1.3" % DOMAIN in err, err
+    assert "cannot learn the TLS flight of %s" % DOMAIN in err and "not TLS 1.3" in err, err
     stop(p)
 
     p = serve([PY, "-c", SILENT], "silent.log")

@@ -45,24 +45,25 @@ pub enum LearnError {
 pub async fn learn(domain: &str, target: &HostPort, timeout: Duration) -> Result<CoverProfile, LearnError> {
     let addr = resolve(target, timeout).await?;
     let mut variants = BTreeMap::new();
-    let mut first_error = None;
-    for kind in ProbeHello::ALL {
+    // The first failure ends the lesson (a site that does not answer one hello will not answer
+    // the next either, and every step costs up to `timeout`); what was learned before is kept.
+    'kinds: for kind in ProbeHello::ALL {
         let mut flights = Vec::new();
         for _ in 0..SAMPLES {
             match ask(addr, domain, kind, timeout).await {
                 Ok(f) => flights.push(f),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    break;
+                Err(e) if variants.is_empty() && flights.is_empty() => return Err(e),
+                Err(_) => {
+                    if let Some(shape) = VariantShape::from_flights(&flights) {
+                        variants.insert(kind.name().to_string(), shape);
+                    }
+                    break 'kinds;
                 }
             }
         }
         if let Some(shape) = VariantShape::from_flights(&flights) {
             variants.insert(kind.name().to_string(), shape);
         }
-    }
-    if variants.is_empty() {
-        return Err(first_error.expect("a failure when nothing was learned"));
     }
     let learned_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     Ok(CoverProfile { domain: domain.to_string(), target: target.to_string(), learned_at, variants })

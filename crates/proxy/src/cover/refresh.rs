@@ -51,6 +51,11 @@ pub async fn keep_fresh(shared: Arc<Shared>, path: PathBuf, shutdown: Cancellati
         let snap = shared.snapshot.load_full();
         let cfg = &snap.config;
         let emulate = cfg.fake_tls.emulate_cover;
+        // The CLI learns a domain when it is added (`add-user --fake-tls`): take what it wrote.
+        let took = merge_newer(&mut cache, CoverCache::load(&path).unwrap_or_default());
+        if took && emulate {
+            shared.covers.store(Arc::new(CoverBook::from_cache(&cache)));
+        }
         if emulating != Some(emulate) {
             emulating = Some(emulate);
             shared.covers.store(Arc::new(if emulate { CoverBook::from_cache(&cache) } else { CoverBook::default() }));
@@ -96,10 +101,37 @@ pub async fn keep_fresh(shared: Arc<Shared>, path: PathBuf, shutdown: Cancellati
     }
 }
 
+/// Take every profile of `disk` learned later than (or missing from) `cache`; true if any.
+fn merge_newer(cache: &mut CoverCache, disk: CoverCache) -> bool {
+    let mut took = false;
+    for (domain, p) in disk.covers {
+        if cache.get(&domain).is_none_or(|have| p.learned_at > have.learned_at) {
+            cache.covers.insert(domain, p);
+            took = true;
+        }
+    }
+    took
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn newer_profiles_on_disk_replace_older_ones_in_memory() {
+        let p = |d: &str, at: u64| CoverProfile { domain: d.into(), target: "t".into(), learned_at: at, variants: BTreeMap::new() };
+        let mut mem = CoverCache::default();
+        mem.insert(p("a", 10));
+        mem.insert(p("b", 10));
+        let mut disk = CoverCache::default();
+        disk.insert(p("a", 5));
+        assert!(!merge_newer(&mut mem, disk.clone()));
+        disk.insert(p("b", 11));
+        disk.insert(p("c", 1));
+        assert!(merge_newer(&mut mem, disk));
+        assert_eq!((mem.get("a").unwrap().learned_at, mem.get("b").unwrap().learned_at, mem.get("c").unwrap().learned_at), (10, 11, 1));
+    }
 
     #[test]
     fn due_when_missing_moved_or_old() {
