@@ -6,9 +6,8 @@ made here, and nginx with a ~13 KB chain — the proxy learns the cover's TLS fl
 
 * its fake-TLS flight for a TDLib-shaped ClientHello has the cover's ServerHello length, JA3S
   and key-share group, a ChangeCipherSpec, and encrypted bytes within the cover's own
-  run-to-run range (in one record: every client verifies exactly one, see the module docs of
-  crates/proto/src/tlsflight.rs), with a key share that is a real curve point; TDLib connects
-  through every shape;
+  run-to-run range (in one record: every client verifies exactly one, test_36_one_record.py),
+  with a key share that is a real curve point; TDLib and mtcute connect through every shape;
 * every probe (TLS without secret, HTTP GET/POST/CONNECT, random bytes, a TLS garbage record,
   a replayed hello, unknown and missing SNI) gets the cover's own answer, its first byte within
   50 ms of the cover's;
@@ -31,6 +30,7 @@ import pytest
 import mtp
 from covers import make_chain, start_nginx, start_s_server
 from helpers import User, tdlib, wait_until
+from mtcute_client import mtcute_req_pq
 from tlsshape import Flight, answer, on_curve25519, read_flight, records, tdlib_like_hello
 
 DOMAIN = "cover.test"
@@ -109,6 +109,8 @@ def test_flight_has_the_covers_shape(name, covers, proxy_factory):
         assert 12_000 <= ref[0].encrypted_total <= 16_000, "the big chain is %d bytes" % ref[0].encrypted_total
     r = tdlib(px.host, px.port, bob.client_secret)
     assert r["ok"], "TDLib through the %s shape: %s" % (name, r)
+    m = mtcute_req_pq(px.host, px.port, bob.client_secret)
+    assert m["ok"] and m["nonce_matches"], "mtcute through the %s shape: %s" % (name, m)
     px.assert_no_secrets()
 
 
