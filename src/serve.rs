@@ -201,6 +201,7 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     }
     tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" }, "proxy started");
     let usage_path = cfg.usage_path(&path);
+    let cover_cache = cfg.cover_cache_path(&path);
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let stats_listen = cfg.stats_listen;
     let stats_opts = mtproxy_core::observe::Options {
@@ -231,6 +232,8 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
         snap.config.ad_tag.map(|_| snap.config.middle.clone())
     };
     tokio::spawn(shared.middle.clone().refresh_loop(settings, shutdown.clone()));
+    // Each cover domain's TLS flight: the cached one at once, then learned and kept fresh.
+    tokio::spawn(mtproxy_core::cover::refresh::keep_fresh(shared.clone(), cover_cache, shutdown.clone()));
     let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(watch_config(path, shared.clone(), control_tx, bound));
     tokio::spawn(wait_for_stop(shutdown.clone()));

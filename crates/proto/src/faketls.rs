@@ -16,6 +16,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
+use crate::tlsflight::{HelloExtension, ServerHelloLayout};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -140,6 +141,8 @@ pub struct HelloFields {
     pub first_cipher: Option<u16>,
     /// The server name from the SNI extension, when present.
     pub sni: Option<String>,
+    /// Whether ALPN offers HTTP/2 (picks the cover shape learned for such hellos).
+    pub offers_h2: bool,
 }
 
 fn is_grease(v: u16) -> bool {
@@ -188,6 +191,7 @@ pub fn parse_hello_fields(canonical: &[u8]) -> Result<HelloFields, HelloError> {
     let comp_len = c.u8()? as usize;
     c.take(comp_len)?;
     let mut sni = None;
+    let mut offers_h2 = false;
     if c.pos < canonical.len() {
         let ext_len = c.u16()? as usize;
         let mut e = Cursor { data: c.take(ext_len)?, pos: 0 };
@@ -195,6 +199,9 @@ pub fn parse_hello_fields(canonical: &[u8]) -> Result<HelloFields, HelloError> {
             let typ = e.u16()?;
             let len = e.u16()? as usize;
             let body = e.take(len)?;
+            if typ == 0x0010 {
+                offers_h2 |= alpn_offers_h2(body);
+            }
             if typ == 0x0000 && sni.is_none() {
                 let mut s = Cursor { data: body, pos: 0 };
                 let list_len = s.u16()? as usize;
@@ -211,7 +218,23 @@ pub fn parse_hello_fields(canonical: &[u8]) -> Result<HelloFields, HelloError> {
             }
         }
     }
-    Ok(HelloFields { random, session_id, first_cipher, sni })
+    Ok(HelloFields { random, session_id, first_cipher, sni, offers_h2 })
+}
+
+/// True when an ALPN extension body (RFC 7301) lists `h2`.
+fn alpn_offers_h2(body: &[u8]) -> bool {
+    let mut list = match body.get(2..) {
+        Some(l) => l,
+        None => return false,
+    };
+    while let Some((&len, rest)) = list.split_first() {
+        let Some(name) = rest.get(..len as usize) else { return false };
+        if name == b"h2" {
+            return true;
+        }
+        list = &rest[len as usize..];
+    }
+    false
 }
 
 /// The HMAC check of a ClientHello against many secrets, zeroing the random once.
@@ -308,9 +331,12 @@ pub fn build_client_hello(sni: Option<&str>, session_id: &[u8; 32], size: usize)
 pub struct ServerHelloParams<'a> {
     pub client_random: &'a [u8; 32],
     pub session_id: &'a [u8],
+    /// Cipher, compression and extensions in order ([`ServerHelloLayout::generic`], or the one
+    /// learned from the cover site); its cipher is replaced by `cipher`.
+    pub layout: &'a ServerHelloLayout,
     pub cipher: u16,
-    /// The x25519 public key of the key_share extension.
-    pub key_share: [u8; 32],
+    /// The server's key share, as long as the layout's key_share says.
+    pub key_share: &'a [u8],
     /// Body of the ApplicationData record imitating the encrypted certificate chain.
     pub app_data: &'a [u8],
 }
@@ -318,7 +344,8 @@ pub struct ServerHelloParams<'a> {
 /// Build the ServerHello / ChangeCipherSpec / ApplicationData flight (reference §4.7) and sign it.
 pub fn server_hello(secret: &Secret, p: &ServerHelloParams<'_>) -> Vec<u8> {
     let sid = &p.session_id[..p.session_id.len().min(32)];
-    let hello_body_len = 2 + 32 + 1 + sid.len() + 2 + 1 + 2 + 46;
+    let ext_len = p.layout.extensions_len();
+    let hello_body_len = 2 + 32 + 1 + sid.len() + 2 + 1 + 2 + ext_len;
     let mut out = Vec::with_capacity(RECORD_HEADER_LEN + 4 + hello_body_len + 6 + 5 + p.app_data.len());
     out.extend_from_slice(&[0x16, 0x03, 0x03]);
     out.extend_from_slice(&((hello_body_len + 4) as u16).to_be_bytes());
@@ -329,11 +356,30 @@ pub fn server_hello(secret: &Secret, p: &ServerHelloParams<'_>) -> Vec<u8> {
     out.push(sid.len() as u8);
     out.extend_from_slice(sid);
     out.extend_from_slice(&p.cipher.to_be_bytes());
-    out.push(0x00);
-    out.extend_from_slice(&[0x00, 0x2e]);
-    out.extend_from_slice(&[0x00, 0x33, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]);
-    out.extend_from_slice(&p.key_share);
-    out.extend_from_slice(&[0x00, 0x2b, 0x00, 0x02, 0x03, 0x04]);
+    out.push(p.layout.compression);
+    out.extend_from_slice(&(ext_len as u16).to_be_bytes());
+    for e in &p.layout.extensions {
+        out.extend_from_slice(&e.kind().to_be_bytes());
+        match e {
+            HelloExtension::KeyShare { group, len } => {
+                let share_len = *len as usize;
+                out.extend_from_slice(&((share_len + 4) as u16).to_be_bytes());
+                out.extend_from_slice(&group.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+                let take = p.key_share.len().min(share_len);
+                out.extend_from_slice(&p.key_share[..take]);
+                out.resize(out.len() + share_len - take, 0);
+            }
+            HelloExtension::SupportedVersions(v) => {
+                out.extend_from_slice(&[0x00, 0x02]);
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            HelloExtension::Other { body, .. } => {
+                out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                out.extend_from_slice(body);
+            }
+        }
+    }
     out.extend_from_slice(&CHANGE_CIPHER_SPEC);
     out.extend_from_slice(&app_data_header(p.app_data.len()));
     out.extend_from_slice(p.app_data);
@@ -506,8 +552,9 @@ faa219054065b05658b8a7e9c22499252003e0002d00020101002b000b0a6a6a0304030303020301
             &ServerHelloParams {
                 client_random: &client_random,
                 session_id: &sid,
+                layout: &ServerHelloLayout::generic(0x1301),
                 cipher: 0x1301,
-                key_share: sha("server x25519"),
+                key_share: &sha("server x25519"),
                 app_data: &app,
             },
         );

@@ -15,16 +15,20 @@
 //! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links;
 //! `proxy_protocol` parses the PROXY v1/v2 header a front such as HAProxy puts before all that.
 //! `rpc` is the middle-proxy protocol (reference §5) used when an ad tag is set.
-//! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links.
+//! `opening` decides, from the first bytes, whether a connection can still become a handshake
+//! (instant fronting); `tlsflight` reads a real site's TLS 1.3 flight and builds the hello that
+//! asks for it (cover-site emulation).
 
 pub mod crypto;
 pub mod faketls;
 pub mod framing;
 pub mod links;
 pub mod obfs2;
+pub mod opening;
 pub mod proxy_protocol;
 pub mod rpc;
 pub mod secret;
+pub mod tlsflight;
 
 pub use obfs2::ProtoTag;
 pub use secret::{Secret, SecretKind};

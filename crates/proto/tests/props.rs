@@ -367,7 +367,8 @@ proptest! {
         trailing in prop::collection::vec(any::<u8>(), 0..32),
         flip_at in any::<prop::sample::Index>(),
     ) {
-        let params = ServerHelloParams { client_random: &client_random, session_id: &sid, cipher, key_share, app_data: &app_data };
+        let layout = mtproxy_proto::tlsflight::ServerHelloLayout::generic(cipher);
+        let params = ServerHelloParams { client_random: &client_random, session_id: &sid, layout: &layout, cipher, key_share: &key_share, app_data: &app_data };
         let flight = server_hello(&secret, &params);
         prop_assert_eq!(verify_server_hello(&secret, &client_random, &flight), Some(flight.len()));
         let mut longer = flight.clone();

@@ -4,6 +4,8 @@
 //! What the client already sent goes first, then both directions are relayed unchanged until
 //! either side closes, the byte cap or the time cap is reached. A mask host that resolves to
 //! the very address the client reached us on is refused (it would loop back into us).
+//! Without a configured mask host, a ClientHello is fronted to the fake-TLS domain it names
+//! (when that is one of ours), so each cover domain's probes see that domain's site.
 //! Without fronting (disabled, or no mask host) the connection is held silently until the
 //! client gives up or the handshake timeout passes, as the official proxy's "skip mode" does.
 
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mtproxy_proto::faketls::{self, HelloRead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,6 +35,33 @@ pub fn mask_host(config: &Config) -> Option<HostPort> {
         .or_else(|| config.fake_tls_domains().first().map(|d| HostPort { host: d.to_string(), port: 443 }))
 }
 
+/// Where a probe naming `domain` ends up, so where that domain's flight is learned
+/// (`crate::cover`): the configured mask host, else the domain itself on 443.
+pub fn cover_target(config: &Config, domain: &str) -> HostPort {
+    config.fronting.mask_host.clone().unwrap_or_else(|| HostPort { host: domain.to_string(), port: 443 })
+}
+
+/// The mask host for a connection that opened with `consumed`: without a configured mask host,
+/// a ClientHello naming one of the fake-TLS domains goes to that domain, so a prober asking for
+/// domain B never gets domain A's site.
+pub fn mask_host_for(config: &Config, consumed: &[u8]) -> Option<HostPort> {
+    if config.fronting.enabled && config.fronting.mask_host.is_none() {
+        if let Some(sni) = hello_sni(consumed) {
+            if config.fake_tls_domains().contains(&sni.as_str()) {
+                return Some(cover_target(config, &sni));
+            }
+        }
+    }
+    mask_host(config)
+}
+
+fn hello_sni(consumed: &[u8]) -> Option<String> {
+    match faketls::read_client_hello(consumed).ok()? {
+        HelloRead::Complete { canonical, .. } => faketls::parse_hello_fields(&canonical).ok()?.sni.map(|s| s.to_ascii_lowercase()),
+        HelloRead::Incomplete => None,
+    }
+}
+
 /// True when `mask` would connect back to this proxy.
 pub fn is_loop(mask: SocketAddr, local: SocketAddr, listen: &[SocketAddr]) -> bool {
     let norm = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
@@ -46,7 +76,7 @@ pub fn is_loop(mask: SocketAddr, local: SocketAddr, listen: &[SocketAddr]) -> bo
 
 /// Hand the connection to the mask host. Returns when the fronted session ends.
 pub async fn front(client: TcpStream, consumed: Vec<u8>, config: &Config, stats: Arc<Stats>, hold: Duration) {
-    let Some(mask) = mask_host(config) else {
+    let Some(mask) = mask_host_for(config, &consumed) else {
         return hold_silently(client, hold).await;
     };
     let local = client.local_addr().ok();

@@ -2,8 +2,11 @@
 //! check the transport, the clock, the SNI and the replay cache (design.md "data path").
 //!
 //! ```text
+//! every read            -> opening::classify: can these bytes still become an accepted
+//!                          handshake? No: fronted at once (instant fronting).
 //! first bytes 16 03 01 ..  -> fake-TLS: ClientHello (any size, any split) -> HMAC per secret
 //!                             -> timestamp window -> SNI -> replay -> ServerHello flight
+//!                             shaped like the user's cover site (`cover`)
 //!                             -> records until 64 bytes of obfuscated2 init -> tag check
 //! anything else            -> obfuscated2: 64-byte init -> tag per secret -> replay
 //! ```
@@ -20,9 +23,11 @@ use mtproxy_proto::crypto::AesCtr;
 use mtproxy_proto::faketls::{self, HelloAuth, HelloRead, RecordReader, ServerHelloParams};
 use mtproxy_proto::obfs2::{self, HandshakeFrame, KeyIv, INIT_LEN};
 use mtproxy_proto::{ProtoTag, SecretKind};
-use rand::{Rng, RngCore};
+use mtproxy_proto::opening::{self, Opening};
+use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::cover::{self, ClientOffer, CoverBook};
 use crate::events::FailReason;
 use crate::hints::SecretHints;
 use crate::replay::ReplayCache;
@@ -30,9 +35,6 @@ use crate::snapshot::{Candidate, Snapshot, UserEntry};
 
 /// The most bytes a handshake may read before it must have succeeded.
 const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
-/// Size range of the ApplicationData record imitating a certificate chain (reference §4.7;
-/// the range real chains of common sites fall in).
-const FAKE_CERT_LEN: std::ops::Range<usize> = 2500..4700;
 
 /// A client that passed the handshake.
 pub struct Authenticated {
@@ -115,6 +117,13 @@ pub struct Origin<'a> {
     pub hints: &'a SecretHints,
 }
 
+/// What a handshake reads besides the configuration: the replay cache and the cover shapes.
+#[derive(Clone, Copy)]
+pub struct Guards<'a> {
+    pub replay: &'a Mutex<ReplayCache>,
+    pub covers: &'a CoverBook,
+}
+
 impl Origin<'_> {
     fn matched(&self, cand: &Candidate) {
         self.hints.remember(self.ip, cand.secret);
@@ -126,18 +135,19 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     st: &mut HandshakeState,
     snap: &Snapshot,
-    replay: &Mutex<ReplayCache>,
+    guards: Guards<'_>,
     origin: Origin<'_>,
 ) -> Result<Authenticated, Failure> {
-    while st.consumed.len() < 3 {
-        read_more(stream, st).await?;
-    }
-    if faketls::looks_like_tls(&st.consumed) {
-        fake_tls(stream, st, snap, replay, origin).await
-    } else {
-        while st.consumed.len() < INIT_LEN {
-            read_more(stream, st).await?;
+    let replay = guards.replay;
+    loop {
+        match opening::classify(&st.consumed, snap.accepts) {
+            Opening::NeedMore => read_more(stream, st).await?,
+            Opening::Front(_) => return Err(Failure::Rejected(FailReason::Malformed)),
+            Opening::FakeTls => return fake_tls(stream, st, snap, guards, origin).await,
+            Opening::Obfuscated2 => break,
         }
+    }
+    {
         let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
         let (cand, accepted) = match_obfs2(&frame, snap.search_order(origin.hints.get(origin.ip)))?;
         origin.matched(cand);
@@ -186,9 +196,10 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     st: &mut HandshakeState,
     snap: &Snapshot,
-    replay: &Mutex<ReplayCache>,
+    guards: Guards<'_>,
     origin: Origin<'_>,
 ) -> Result<Authenticated, Failure> {
+    let replay = guards.replay;
     let malformed = || Failure::Rejected(FailReason::Malformed);
     let (hello_len, canonical) = loop {
         match faketls::read_client_hello(&st.consumed).map_err(|_| malformed())? {
@@ -223,19 +234,24 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
 
     let flight = {
         let mut rng = rand::thread_rng();
-        let cipher = fields.first_cipher.filter(|c| (0x1301..=0x1303).contains(c)).unwrap_or(0x1301);
-        let mut key_share = [0u8; 32];
-        rng.fill_bytes(&mut key_share);
-        key_share[31] &= 0x7f; // an x25519 u-coordinate has its top bit clear
-        let mut app_data = vec![0u8; rng.gen_range(FAKE_CERT_LEN)];
+        // The user's own cover domain decides the shape; a user of another kind let in through
+        // fake-TLS (`allow_any_transport`) gets the shape of the domain its hello names.
+        let domain = match &cand.entry.user.kind {
+            SecretKind::FakeTls { domain } => Some(domain.as_str()),
+            _ => fields.sni.as_deref(),
+        };
+        let emulation = domain.and_then(|d| guards.covers.get(d));
+        let plan = cover::plan(emulation, ClientOffer { first_cipher: fields.first_cipher, offers_h2: fields.offers_h2 }, &mut rng);
+        let mut app_data = vec![0u8; plan.app_data_len];
         rng.fill_bytes(&mut app_data);
         faketls::server_hello(
             &cand.secret,
             &ServerHelloParams {
                 client_random: auth.client_random(),
                 session_id: &fields.session_id,
-                cipher,
-                key_share,
+                layout: &plan.layout,
+                cipher: plan.cipher,
+                key_share: &plan.key_share,
                 app_data: &app_data,
             },
         )

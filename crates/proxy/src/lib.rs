@@ -7,9 +7,10 @@
 //! `middle` (the middle-proxy path, while an ad tag is set). `limits` holds the per-user
 //! limits; `events` and `stats` are what observers see, and `observe` is the statistics
 //! listener that reads them. `snapshot` is the immutable configuration view that live reloads
-//! swap.
+//! swap. `cover` learns each cover site's TLS flight and shapes the fake-TLS flight like it.
 
 pub mod config;
+pub mod cover;
 pub mod dc;
 pub mod events;
 pub mod fronting;

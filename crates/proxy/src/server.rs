@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DcKey, HostPort};
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
-use crate::handshake::{handshake, Authenticated, Failure, HandshakeState, Origin};
+use crate::cover::CoverBook;
+use crate::handshake::{handshake, Authenticated, Failure, Guards, HandshakeState, Origin};
 use crate::hints::SecretHints;
 use crate::middle::{self, Middle};
 use crate::proxy_header::{self, Admission};
@@ -46,6 +47,8 @@ pub struct Shared {
     pub middle: Arc<Middle>,
     /// The secret each client address used last, tried first on its next handshake.
     pub hints: SecretHints,
+    /// The learned cover-site shapes fake-TLS flights are built from (`cover::refresh`).
+    pub covers: ArcSwap<CoverBook>,
 }
 
 impl Shared {
@@ -63,6 +66,7 @@ impl Shared {
             close_all: CancellationToken::new(),
             limits: crate::limits::Limits::default(),
             hints: SecretHints::default(),
+            covers: ArcSwap::from_pointee(CoverBook::default()),
         })
     }
 
@@ -220,9 +224,10 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
         Admission::Quiet => return count_closed_early(&stats),
         Admission::Fail(st, reason) => return fail(stream, peer, st, reason, &snap, &stats).await,
     };
+    let covers = shared.covers.load();
     let result = tokio::select! {
         // Boxed: the handshake's state is freed when it ends.
-        r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, &shared.replay, Origin { ip: peer.ip(), hints: &shared.hints }))) => r,
+        r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, Guards { replay: &shared.replay, covers: &covers }, Origin { ip: peer.ip(), hints: &shared.hints }))) => r,
         _ = shared.close_all.cancelled() => return count_closed_early(&stats),
     };
     let auth = match result {

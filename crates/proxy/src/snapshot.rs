@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use mtproxy_proto::opening::Accepts;
 use mtproxy_proto::{Secret, SecretKind};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,8 @@ pub struct Snapshot {
     by_secret: HashMap<Secret, usize>,
     /// Overrides from the command line first, then from the file.
     pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
+    /// The handshakes some configured secret can use (instant fronting, `opening`).
+    pub accepts: Accepts,
 }
 
 impl Snapshot {
@@ -94,7 +97,8 @@ impl Snapshot {
             }
         }
         let by_secret = candidates.iter().enumerate().map(|(i, c)| (c.secret, i)).collect();
-        Snapshot { config, users, candidates, by_secret, dc_overrides }
+        let accepts = accepted_handshakes(&config, &candidates);
+        Snapshot { config, users, candidates, by_secret, dc_overrides, accepts }
     }
 
     /// The candidates in the order a handshake tries them: the one holding `hint` (the secret
@@ -111,6 +115,16 @@ impl Snapshot {
     pub fn serves_domain(&self, sni: &str) -> bool {
         self.config.users.iter().any(|u| matches!(&u.kind, SecretKind::FakeTls { domain } if domain.eq_ignore_ascii_case(sni)))
     }
+}
+
+/// Which handshakes the configured secrets can use. Disabled users count: their handshake must
+/// still be recognised, to be refused as `user_disabled` rather than fronted as noise.
+fn accepted_handshakes(config: &Config, candidates: &[Candidate]) -> Accepts {
+    if config.allow_any_transport && !candidates.is_empty() {
+        return Accepts { fake_tls: true, obfuscated2: true };
+    }
+    let tls = |c: &&Candidate| matches!(c.entry.user.kind, SecretKind::FakeTls { .. });
+    Accepts { fake_tls: candidates.iter().any(|c| tls(&c)), obfuscated2: candidates.iter().any(|c| !tls(&c)) }
 }
 
 /// Two versions of a user grant the same access: a connection of one may stay open under the

@@ -15,6 +15,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(20 * 60);
 pub const REPLAY_CACHE_ENTRIES: usize = 65536;
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How often a cover site's TLS flight is learned again (`[fake_tls] cover_refresh`).
+pub const COVER_REFRESH: Duration = Duration::from_secs(6 * 3600);
+pub const COVER_REFRESH_MIN: Duration = Duration::from_secs(60);
 pub const FRONTING_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const FRONTING_MAX_DURATION: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONNECTIONS: usize = 10000;

@@ -158,6 +158,12 @@ pub struct FakeTls {
     pub replay_window: Duration,
     /// Cover domains the operator picks from for new fake-TLS users (`[fake_tls] domains`).
     pub cover_domains: Vec<String>,
+    /// Learn each cover domain's TLS flight and shape ours like it (`crate::cover`).
+    pub emulate_cover: bool,
+    /// How often a learned flight is asked for again.
+    pub cover_refresh: std::time::Duration,
+    /// Where learned flights are kept; `None`: the config file's path plus ".covers".
+    pub cover_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,6 +321,11 @@ impl Config {
     /// The pid file `serve` writes and `reload` reads.
     pub fn pid_path(&self, config_path: &Path) -> PathBuf {
         self.pid_file.clone().unwrap_or_else(|| beside(config_path, "pid"))
+    }
+
+    /// The file learned cover flights are kept in (`crate::cover::CoverCache`).
+    pub fn cover_cache_path(&self, config_path: &Path) -> PathBuf {
+        self.fake_tls.cover_cache.clone().unwrap_or_else(|| beside(config_path, "covers"))
     }
 
     /// The file per-user data usage is persisted in.

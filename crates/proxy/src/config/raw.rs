@@ -85,6 +85,9 @@ pub struct RawFakeTls {
     pub replay_cache_entries: S<i64>,
     pub replay_window: S<DurationValue>,
     pub domains: S<Vec<String>>,
+    pub emulate_cover: S<bool>,
+    pub cover_refresh: S<DurationValue>,
+    pub cover_cache: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

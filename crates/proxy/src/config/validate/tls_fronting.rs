@@ -31,6 +31,15 @@ pub(super) fn fake_tls(ctx: &Ctx<'_>, raw: &RawFakeTls, cover_domains: Vec<Strin
         max_clock_skew: ctx.duration(&raw.max_clock_skew, "max_clock_skew", d::MAX_CLOCK_SKEW)?,
         replay_cache_entries: ctx.int(&raw.replay_cache_entries, "replay_cache_entries", 1024, 16 << 20, d::REPLAY_CACHE_ENTRIES as i64)? as usize,
         replay_window: ctx.duration(&raw.replay_window, "replay_window", d::REPLAY_WINDOW)?,
+        emulate_cover: raw.emulate_cover.as_ref().map(|v| *v.get_ref()).unwrap_or(true),
+        cover_refresh: {
+            let r = ctx.duration(&raw.cover_refresh, "cover_refresh", d::COVER_REFRESH)?;
+            if r < d::COVER_REFRESH_MIN {
+                return Err(ctx.at(raw.cover_refresh.as_ref().unwrap(), "`fake_tls.cover_refresh` is shorter than a minute", "write a period such as \"6h\" (at least \"1m\")"));
+            }
+            r
+        },
+        cover_cache: ctx.file_path(&raw.cover_cache, "cover_cache")?,
     })
 }
 
