@@ -58,6 +58,11 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &st
     }
     t += &format!("workers = {}\n", answers.workers);
     t += &format!("pid_file = \"{state_dir}/proxy.pid\"\n\n[limits]\nusage_file = \"{state_dir}/usage\"\n");
+    if answers.kind == Kind::Ee {
+        // The configuration folder may be mounted read-only (the container): the learned cover
+        // flights go to the writable state folder.
+        t += &format!("\n[fake_tls]\ncover_cache = \"{state_dir}/covers\"\n");
+    }
     if let Some(own) = &answers.own {
         t += &format!(
             "\n# Own domain: every connection that is not a Telegram client goes, byte for byte, to this\n# host's own site for {} (setup's nginx site, or the web server you named).\n[fronting]\nmask_host = \"{}\"\n",
@@ -221,6 +226,7 @@ mod tests {
         assert!(cfg.fronting.enabled && cfg.public_host.as_deref() == Some("cover.example.org"));
         assert_eq!(cfg.listen.iter().map(|l| l.port()).collect::<Vec<_>>(), [443, 443]);
         assert_eq!(cfg.fake_tls_domains(), ["cover.example.org"]);
+        assert_eq!(cfg.cover_cache_path(Path::new("/etc/x.toml")), Path::new("/d/covers"));
         own.behind_haproxy = true;
         let b = Answers { port: 8443, own: Some(own), ..a };
         let cfg = config::parse_str(&fresh_text(&b, "default", &s, "/d"), Path::new("t")).unwrap();

@@ -244,7 +244,10 @@ pub fn site_text(plan: &OwnDomain, port: u16, content: &Content, version: (u32, 
          # not a Telegram client to this site, byte for byte (`[fronting] mask_host = \"127.0.0.1:{port}\"`).\n\
          \n\
          # Any other name is refused during the handshake, as a real host refuses names it does not serve.\n\
-         server {{\n    listen 127.0.0.1:{port} ssl{listen_h2} default_server;\n    server_name _;\n    ssl_reject_handshake on;\n}}\n\
+         # nginx takes the protocol versions from the default server of the port (they are fixed before\n\
+         # the SNI picks the server), so they are set here too, or TLS 1.3 would be off for every name.\n\
+         server {{\n    listen 127.0.0.1:{port} ssl{listen_h2} default_server;\n    server_name _;\n    ssl_reject_handshake on;\n\
+         \x20   ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n}}\n\
          \n\
          server {{\n    listen 127.0.0.1:{port} ssl{listen_h2};\n{http2_line}    server_name {domain};\n\
          \x20   ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
@@ -441,7 +444,7 @@ mod tests {
         let p = plan(Content::Root("/var/www/x".into()));
         let t = site_text(&p, 10443, &Content::Root("/var/www/x".into()), (1, 22, 1));
         assert!(t.starts_with(SITE_MARK), "{t}");
-        assert!(t.contains("listen 127.0.0.1:10443 ssl http2 default_server;\n    server_name _;\n    ssl_reject_handshake on;"), "{t}");
+        assert!(t.contains("listen 127.0.0.1:10443 ssl http2 default_server;\n    server_name _;\n    ssl_reject_handshake on;\n    ssl_protocols TLSv1.2 TLSv1.3;"), "{t}");
         assert!(t.contains("server_name cover.test;") && t.contains("ssl_certificate /etc/letsencrypt/live/cover.test/fullchain.pem;"));
         assert!(t.contains("ssl_protocols TLSv1.2 TLSv1.3;") && t.contains("ssl_ecdh_curve X25519:"));
         assert!(t.contains("root /var/www/x;"));
