@@ -220,7 +220,7 @@ mod tests {
             behind_haproxy: false,
             replace_site: false,
         };
-        let a = Answers { port: 443, kind: Kind::Ee, domain: Some(own.domain.clone()), public_host: Some(own.domain.clone()), own: Some(own.clone()), ..Answers::default() };
+        let a = Answers { port: 443, kind: Kind::Ee, domain: Some(own.domain.clone()), public_host: Some(own.domain.clone()), own: Some(Box::new(own.clone())), ..Answers::default() };
         let cfg = config::parse_str(&fresh_text(&a, "default", &s, "/d"), Path::new("t")).unwrap();
         assert_eq!(cfg.fronting.mask_host.as_ref().map(|m| m.to_string()).as_deref(), Some("127.0.0.1:10443"));
         assert!(cfg.fronting.enabled && cfg.public_host.as_deref() == Some("cover.example.org"));
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(cfg.fake_tls_domains(), ["cover.example.org"]);
         assert_eq!(cfg.cover_cache_path(Path::new("/etc/x.toml")), Path::new("/d/covers"));
         own.behind_haproxy = true;
-        let b = Answers { port: 8443, own: Some(own), ..a };
+        let b = Answers { port: 8443, own: Some(Box::new(own)), ..a };
         let cfg = config::parse_str(&fresh_text(&b, "default", &s, "/d"), Path::new("t")).unwrap();
         assert_eq!(cfg.listen, ["127.0.0.1:8443".parse().unwrap()]);
         assert_eq!(cfg.link_port(), 443);

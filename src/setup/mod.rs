@@ -276,7 +276,7 @@ fn apply_own(answers: &mut Answers, own: OwnDomain, port_given: bool, host_given
     if !port_given {
         answers.port = own.proxy_port();
     }
-    answers.own = Some(own);
+    answers.own = Some(Box::new(own));
 }
 
 /// Whether `domain` resolves (hosts file or DNS, bounded) to an address of this host.

@@ -93,7 +93,7 @@ pub struct Answers {
     pub ad_tag: Option<String>,
     pub public_host: Option<String>,
     /// Own-domain mode (the cover is this host's own site): `setup::owndomain`.
-    pub own: Option<crate::setup::owndomain::OwnDomain>,
+    pub own: Option<Box<crate::setup::owndomain::OwnDomain>>,
 }
 
 impl Default for Answers {

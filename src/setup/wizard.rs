@@ -188,13 +188,13 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                 || ((ctx.points_here)(&domain)
                     && self.ask(&format!("{domain} points at this host: make it your own domain (its certificate, a cover site on this host; strongest against probes)? (y/n)"), "y", |s| options::parse_yes_no(s, true))?);
             if offer {
-                match self.own_domain(&domain, defaults.own.as_ref(), port_taken, ctx)? {
+                match self.own_domain(&domain, defaults.own.as_deref(), port_taken, ctx)? {
                     Some((o, p)) => {
                         if p != port {
                             writeln!(self.out, "The proxy listens on port {p} ({}).", if o.behind_haproxy { "127.0.0.1, behind HAProxy" } else { "own domain, alone on 443" })?;
                         }
                         port = p;
-                        own = Some(o);
+                        own = Some(Box::new(o));
                     }
                     None => return Ok(WizardResult::Declined),
                 }
