@@ -7,6 +7,7 @@ pub mod client;
 mod doctor;
 mod status;
 mod table;
+pub(crate) mod tlscert;
 pub(crate) mod tlsprobe;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

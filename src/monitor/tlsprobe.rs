@@ -6,6 +6,11 @@
 //! proxy imitates is the 1.3 one (reference §4.7), so what matters is that the cover domain
 //! answers 1.3 the way we do. No crypto library is needed for that.
 //!
+//! The ServerHello's `key_share` (RFC 8446 §4.2.8) says which group the server picked; a
+//! HelloRetryRequest names the group it wants instead. Our hello offers only an X25519 share
+//! (as Telegram's clients do), so a cover that answers with X25519 straight away is one whose
+//! ServerHello looks like the one the proxy sends (`ask_group`, used by `doctor`).
+//!
 //! Used by `doctor` (the configured cover domains) and by the domain check of
 //! `add-fake-tls-domain` / `add-user --fake-tls`.
 
@@ -43,19 +48,40 @@ impl TlsAnswer {
     }
 }
 
+/// The named group X25519 (RFC 8446 §4.2.7).
+pub const X25519: u16 = 0x001d;
+
+/// A named group's usual name (`X25519`, `secp256r1`, ...), or its number.
+pub fn group_name(group: u16) -> String {
+    match group {
+        0x001d => "X25519".into(),
+        0x0017 => "secp256r1".into(),
+        0x0018 => "secp384r1".into(),
+        0x0019 => "secp521r1".into(),
+        0x001e => "X448".into(),
+        0x11ec => "X25519MLKEM768".into(),
+        g => format!("group {g:#06x}"),
+    }
+}
+
 /// Send a ClientHello for `sni` on `s` and read until the answer is understood. The caller
 /// bounds the time.
 pub async fn ask<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, sni: &str) -> std::io::Result<TlsAnswer> {
+    ask_group(s, sni).await.map(|(a, _)| a)
+}
+
+/// As [`ask`], with the group of the ServerHello's (or HelloRetryRequest's) `key_share`.
+pub async fn ask_group<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, sni: &str) -> std::io::Result<(TlsAnswer, Option<u16>)> {
     s.write_all(&client_hello(sni)).await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         let n = s.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(parse_answer(&buf).unwrap_or(TlsAnswer::NotTls("closed before a ServerHello".into())));
+            return Ok(parse_with_group(&buf).unwrap_or((TlsAnswer::NotTls("closed before a ServerHello".into()), None)));
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(a) = parse_answer(&buf) {
+        if let Some(a) = parse_with_group(&buf) {
             return Ok(a);
         }
     }
@@ -124,7 +150,14 @@ pub fn client_hello(sni: &str) -> Vec<u8> {
 }
 
 /// Parse what came back; `None` while more bytes are needed.
+#[cfg(test)]
 pub fn parse_answer(buf: &[u8]) -> Option<TlsAnswer> {
+    parse_with_group(buf).map(|(a, _)| a)
+}
+
+/// As [`parse_answer`], with the `key_share` group of a ServerHello or HelloRetryRequest.
+pub fn parse_with_group(buf: &[u8]) -> Option<(TlsAnswer, Option<u16>)> {
+    let no_group = |a: TlsAnswer| Some((a, None));
     if buf.len() < 5 {
         return None;
     }
@@ -133,10 +166,10 @@ pub fn parse_answer(buf: &[u8]) -> Option<TlsAnswer> {
             if buf.len() < 7 {
                 return None;
             }
-            return Some(TlsAnswer::Alert(buf[5], buf[6]));
+            return no_group(TlsAnswer::Alert(buf[5], buf[6]));
         }
         0x16 => {}
-        _ => return Some(TlsAnswer::NotTls(format!("the answer starts with {:02x?}, not a TLS record", &buf[..5.min(buf.len())]))),
+        _ => return no_group(TlsAnswer::NotTls(format!("the answer starts with {:02x?}, not a TLS record", &buf[..5.min(buf.len())]))),
     }
     // Gather handshake bytes across records until the first message is complete.
     let mut hs = Vec::new();
@@ -154,14 +187,14 @@ pub fn parse_answer(buf: &[u8]) -> Option<TlsAnswer> {
         return None;
     }
     if hs[0] != 0x02 {
-        return Some(TlsAnswer::NotTls(format!("first handshake message is type {}, not ServerHello", hs[0])));
+        return no_group(TlsAnswer::NotTls(format!("first handshake message is type {}, not ServerHello", hs[0])));
     }
     let mlen = u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize;
     if hs.len() < 4 + mlen {
-        return if buf.len() > 64 * 1024 { Some(TlsAnswer::NotTls("ServerHello too long".into())) } else { None };
+        return if buf.len() > 64 * 1024 { no_group(TlsAnswer::NotTls("ServerHello too long".into())) } else { None };
     }
     let m = &hs[4..4 + mlen];
-    let bad = || Some(TlsAnswer::NotTls("malformed ServerHello".into()));
+    let bad = || no_group(TlsAnswer::NotTls("malformed ServerHello".into()));
     if m.len() < 35 {
         return bad();
     }
@@ -173,24 +206,29 @@ pub fn parse_answer(buf: &[u8]) -> Option<TlsAnswer> {
         return bad();
     }
     if m.len() < p + 2 {
-        return Some(TlsAnswer::Version(legacy));
+        return no_group(TlsAnswer::Version(legacy));
     }
     let ext_len = u16::from_be_bytes([m[p], m[p + 1]]) as usize;
     p += 2;
     let end = (p + ext_len).min(m.len());
     let mut version = legacy;
+    let mut group = None;
     while p + 4 <= end {
         let kind = u16::from_be_bytes([m[p], m[p + 1]]);
         let len = u16::from_be_bytes([m[p + 2], m[p + 3]]) as usize;
         if kind == 0x002b && len == 2 && p + 6 <= end {
             version = u16::from_be_bytes([m[p + 4], m[p + 5]]);
         }
+        // key_share: a ServerHello carries group + key, a HelloRetryRequest the group alone.
+        if kind == 0x0033 && len >= 2 && p + 6 <= end {
+            group = Some(u16::from_be_bytes([m[p + 4], m[p + 5]]));
+        }
         p += 4 + len;
     }
     if is_hrr && version == 0x0304 {
-        return Some(TlsAnswer::RetryRequest);
+        return Some((TlsAnswer::RetryRequest, group));
     }
-    Some(TlsAnswer::Version(version))
+    Some((TlsAnswer::Version(version), group))
 }
 
 #[cfg(test)]
@@ -222,6 +260,9 @@ mod tests {
     fn reads_versions_alerts_and_partial_input() {
         let h13 = server_hello(Some(0x0304), [7; 32]);
         assert_eq!(parse_answer(&h13), Some(TlsAnswer::Version(0x0304)));
+        assert_eq!(parse_with_group(&h13), Some((TlsAnswer::Version(0x0304), Some(X25519))));
+        assert_eq!(group_name(X25519), "X25519");
+        assert_eq!(group_name(0x0017), "secp256r1");
         assert_eq!(parse_answer(&h13[..20]), None, "incomplete: wait for more");
         assert_eq!(parse_answer(&server_hello(None, [7; 32])), Some(TlsAnswer::Version(0x0303)));
         assert_eq!(parse_answer(&server_hello(Some(0x0304), HRR_RANDOM)), Some(TlsAnswer::RetryRequest));

@@ -45,13 +45,31 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &st
          # config.example.toml. This file holds secrets: keep it mode 0600. The proxy reloads it within\n\
          # about a second of a change; change it with the vless-mtproxy commands (add-user, set-port, ...).\n\n[server]\n",
     );
-    t += &format!("listen = [\"0.0.0.0:{0}\", \"[::]:{0}\"]\n", answers.port);
+    let behind_haproxy = answers.own.as_ref().is_some_and(|o| o.behind_haproxy);
+    if behind_haproxy {
+        // Only HAProxy reaches the proxy; it says who the client is in a PROXY v2 header.
+        t += &format!("listen = [\"127.0.0.1:{}\"]\npublic_port = 443\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.1/32\"]\n", answers.port);
+    } else {
+        t += &format!("listen = [\"0.0.0.0:{0}\", \"[::]:{0}\"]\n", answers.port);
+    }
     match &answers.public_host {
         Some(h) => t += &format!("public_host = \"{h}\"\n"),
         None => t += "# public_host = \"proxy.example.org\"   # host or IP put in links; default: a local address\n",
     }
     t += &format!("workers = {}\n", answers.workers);
     t += &format!("pid_file = \"{state_dir}/proxy.pid\"\n\n[limits]\nusage_file = \"{state_dir}/usage\"\n");
+    if answers.kind == Kind::Ee {
+        // The configuration folder may be mounted read-only (the container): the learned cover
+        // flights go to the writable state folder.
+        t += &format!("\n[fake_tls]\ncover_cache = \"{state_dir}/covers\"\n");
+    }
+    if let Some(own) = &answers.own {
+        t += &format!(
+            "\n# Own domain: every connection that is not a Telegram client goes, byte for byte, to this\n# host's own site for {} (setup's nginx site, or the web server you named).\n[fronting]\nmask_host = \"{}\"\n",
+            own.domain,
+            own.mask_host()
+        );
+    }
     if let Some(tag) = &answers.ad_tag {
         t += &format!("\n[promoted_channel]\nad_tag = \"{tag}\"\n");
     }
@@ -78,6 +96,7 @@ pub fn answers_of(cfg: &Config) -> Answers {
         domain,
         ad_tag: cfg.ad_tag.map(hex::encode),
         public_host: cfg.public_host.clone(),
+        own: None,
     }
 }
 
@@ -141,6 +160,17 @@ pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u3
             answers.public_host.as_deref().unwrap_or_default()
         ));
     }
+    if let Some(own) = &answers.own {
+        let mask = existing.fronting.mask_host.as_ref().map(|m| m.to_string());
+        if mask.as_deref() != Some(own.mask_host().as_str()) || !existing.fronting.enabled {
+            outcome.notes.push(format!(
+                "own domain: [fronting] mask_host in {} is {:?}; setup does not change it: set it to \"{}\" (with enabled = true) so probers reach your site (the proxy reloads it)",
+                path.display(),
+                mask.as_deref().unwrap_or("(unset)"),
+                own.mask_host()
+            ));
+        }
+    }
     if have.kind != answers.kind || (answers.kind == Kind::Ee && have.domain != answers.domain) {
         outcome.notes.push(format!(
             "existing users keep their secrets and kinds (the first is {}); add a user of another kind with `vless-mtproxy --config {} add-user NAME [--fake-tls DOMAIN | --with-padding]`",
@@ -168,7 +198,7 @@ mod tests {
     fn fresh_text_validates_for_every_kind() {
         let s = Secret::from_bytes([7; 16]);
         for (kind, domain) in [(Kind::Classic, None), (Kind::Dd, None), (Kind::Ee, Some("www.example.com".to_string()))] {
-            let a = Answers { port: 9443, workers: 3, kind, domain, ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: Some("203.0.113.7".into()) };
+            let a = Answers { port: 9443, workers: 3, kind, domain, ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: Some("203.0.113.7".into()), own: None };
             let text = fresh_text(&a, "default", &s, "/var/lib/vless-mtproxy");
             assert!(text.contains("pid_file = \"/var/lib/vless-mtproxy/proxy.pid\"") && text.contains("usage_file = \"/var/lib/vless-mtproxy/usage\""));
             let cfg = config::parse_str(&text, Path::new("t")).unwrap();
@@ -176,5 +206,32 @@ mod tests {
         }
         let cfg = config::parse_str(&fresh_text(&Answers::default(), "default", &s, "/d"), Path::new("t")).unwrap();
         assert_eq!(answers_of(&cfg), Answers::default());
+    }
+
+    #[test]
+    fn own_domain_config_fronts_to_the_local_site() {
+        use crate::setup::owndomain::{Content, Cover, OwnDomain};
+        let s = Secret::from_bytes([7; 16]);
+        let mut own = OwnDomain {
+            domain: "cover.example.org".into(),
+            cert: "/c".into(),
+            key: "/k".into(),
+            cover: Cover::Nginx { port: 10443, content: Content::Root("/var/www/x".into()) },
+            behind_haproxy: false,
+            replace_site: false,
+        };
+        let a = Answers { port: 443, kind: Kind::Ee, domain: Some(own.domain.clone()), public_host: Some(own.domain.clone()), own: Some(Box::new(own.clone())), ..Answers::default() };
+        let cfg = config::parse_str(&fresh_text(&a, "default", &s, "/d"), Path::new("t")).unwrap();
+        assert_eq!(cfg.fronting.mask_host.as_ref().map(|m| m.to_string()).as_deref(), Some("127.0.0.1:10443"));
+        assert!(cfg.fronting.enabled && cfg.public_host.as_deref() == Some("cover.example.org"));
+        assert_eq!(cfg.listen.iter().map(|l| l.port()).collect::<Vec<_>>(), [443, 443]);
+        assert_eq!(cfg.fake_tls_domains(), ["cover.example.org"]);
+        assert_eq!(cfg.cover_cache_path(Path::new("/etc/x.toml")), Path::new("/d/covers"));
+        own.behind_haproxy = true;
+        let b = Answers { port: 8443, own: Some(Box::new(own)), ..a };
+        let cfg = config::parse_str(&fresh_text(&b, "default", &s, "/d"), Path::new("t")).unwrap();
+        assert_eq!(cfg.listen, ["127.0.0.1:8443".parse().unwrap()]);
+        assert_eq!(cfg.link_port(), 443);
+        assert!(cfg.proxy_protocol.trusts("127.0.0.1".parse().unwrap()));
     }
 }

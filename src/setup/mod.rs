@@ -14,6 +14,7 @@ pub mod files;
 pub mod host;
 pub mod hostsec_step;
 pub mod options;
+pub mod owndomain;
 mod runtime;
 pub mod state;
 pub mod templates;
@@ -24,7 +25,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use options::{Answers, EnvForm, Invalid, Kind, Paths, Runtime};
-use state::InstallState;
+use owndomain::{Content, Cover, OwnDomain};
+use state::{InstallState, OwnDomainState};
 use templates::{ContainerSpec, IMAGE, SERVICE};
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +103,43 @@ pub struct SetupArgs {
     /// and stop; changes nothing else and needs no root.
     #[arg(long, value_name = "DIR")]
     render: Option<PathBuf>,
+    /// Own-domain mode: DOMAIN points at this host and has a real certificate; its site on this
+    /// host is the cover (docs/install.md, "Own domain"). Implies --kind ee --domain DOMAIN,
+    /// --public-host DOMAIN and port 443 (8443 on 127.0.0.1 with --behind-haproxy).
+    #[arg(long, value_name = "DOMAIN")]
+    own_domain: Option<String>,
+    /// The domain's certificate chain, PEM (default: certbot's LETSENCRYPT_DIR/live/DOMAIN/fullchain.pem).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (default: certbot's .../live/DOMAIN/privkey.pem).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    #[arg(long, default_value = owndomain::DEFAULT_LETSENCRYPT_DIR)]
+    letsencrypt_dir: PathBuf,
+    /// The cover web server: nginx (setup writes its site) or PORT / HOST:PORT of a web server on
+    /// this host that already serves the domain with its certificate.
+    #[arg(long, value_name = "nginx|HOST:PORT")]
+    cover: Option<String>,
+    /// The loopback port of the nginx site.
+    #[arg(long, value_name = "PORT")]
+    cover_port: Option<String>,
+    /// What the nginx site serves: a folder of static pages (created with a placeholder page
+    /// when missing), or the http:// address of a site to proxy to (the VLESS stack's fake site).
+    #[arg(long, value_name = "DIR|URL")]
+    site: Option<String>,
+    #[arg(long, default_value = owndomain::DEFAULT_NGINX_CONF)]
+    nginx_conf: PathBuf,
+    /// A folder nginx's configuration includes; setup writes vless-mtproxy-cover.conf there.
+    #[arg(long, default_value = owndomain::DEFAULT_NGINX_SITE_DIR)]
+    nginx_site_dir: PathBuf,
+    /// Replace an existing vless-mtproxy-cover.conf that setup did not write (a backup is kept
+    /// and put back by uninstall).
+    #[arg(long)]
+    replace_nginx_site: bool,
+    /// Own domain behind HAProxy on 443 (SNI routing next to VLESS-Reality): the proxy listens on
+    /// 127.0.0.1:8443 with the PROXY protocol; setup writes the HAProxy lines to add.
+    #[arg(long)]
+    behind_haproxy: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +164,8 @@ pub enum SetupError {
     State(#[from] state::StateError),
     #[error(transparent)]
     Template(#[from] templates::TemplateError),
+    #[error(transparent)]
+    OwnDomain(#[from] owndomain::OwnDomainError),
     #[error("{0}")]
     Other(String),
 }
@@ -183,6 +224,76 @@ impl SetupArgs {
     }
 }
 
+impl SetupArgs {
+    fn nginx_paths(&self) -> owndomain::NginxPaths {
+        owndomain::NginxPaths { conf: self.nginx_conf.clone(), site_dir: self.nginx_site_dir.clone() }
+    }
+
+    /// The own-domain plan from flags, the environment and the last install, checked; None when
+    /// own-domain mode is not chosen.
+    fn own_domain(&self, env: &EnvForm, previous: Option<&OwnDomainState>) -> Result<Option<OwnDomain>, Invalid> {
+        let domain = match (&self.own_domain, &env.own_domain, previous) {
+            (Some(d), _, _) => options::parse_domain(d).map_err(|e| Invalid(format!("--own-domain: {e}")))?,
+            (None, Some(d), _) => d.clone(),
+            (None, None, Some(p)) => p.domain.clone(),
+            (None, None, None) => {
+                if self.cert.is_some() || self.key.is_some() || self.cover.is_some() || self.site.is_some() || self.behind_haproxy {
+                    return Err(Invalid("--cert, --key, --cover, --site and --behind-haproxy belong to own-domain mode: add --own-domain DOMAIN".into()));
+                }
+                return Ok(None);
+            }
+        };
+        let same = previous.filter(|p| p.domain == domain);
+        let (cb_cert, cb_key) = owndomain::certbot_paths(&self.letsencrypt_dir, &domain);
+        let cert = self.cert.clone().or(env.cert.clone()).or(same.map(|p| p.cert.clone())).unwrap_or(cb_cert);
+        let key = self.key.clone().or(env.key.clone()).or(same.map(|p| p.key.clone())).unwrap_or(cb_key);
+        owndomain::check_pair(&cert, &key, &domain)?;
+        let port = match (&self.cover_port, same.and_then(|p| p.cover_port)) {
+            (Some(p), _) => options::parse_port(p).map_err(|e| Invalid(format!("--cover-port: {e}")))?,
+            (None, Some(p)) => p,
+            (None, None) => owndomain::DEFAULT_COVER_PORT,
+        };
+        let content = match (&self.site, same.and_then(|p| p.site_content.clone())) {
+            (Some(s), _) => owndomain::parse_content(s).map_err(|e| Invalid(format!("--site: {e}")))?,
+            (None, Some(s)) => owndomain::parse_content(&s)?,
+            (None, None) => Content::Root(PathBuf::from(owndomain::DEFAULT_SITE_ROOT)),
+        };
+        let cover_text = self.cover.clone().or(same.map(|p| p.cover.clone())).unwrap_or_else(|| "nginx".into());
+        let cover = owndomain::parse_cover(&cover_text, port, content).map_err(|e| Invalid(format!("--cover: {e}")))?;
+        let behind_haproxy = self.behind_haproxy || (self.own_domain.is_none() && same.is_some_and(|p| p.behind_haproxy));
+        Ok(Some(OwnDomain { domain, cert, key, cover, behind_haproxy, replace_site: self.replace_nginx_site }))
+    }
+}
+
+/// Own-domain mode shapes the other answers: ee with the domain, links to the domain, port 443
+/// (8443 behind HAProxy) unless a port was given.
+fn apply_own(answers: &mut Answers, own: OwnDomain, port_given: bool, host_given: bool) {
+    answers.kind = Kind::Ee;
+    answers.domain = Some(own.domain.clone());
+    if !host_given {
+        answers.public_host = Some(own.domain.clone());
+    }
+    if !port_given {
+        answers.port = own.proxy_port();
+    }
+    answers.own = Some(Box::new(own));
+}
+
+/// Whether `domain` resolves (hosts file or DNS, bounded) to an address of this host.
+fn points_here(domain: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let d = domain.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send((d.as_str(), 443).to_socket_addrs().map(|a| a.map(|s| s.ip().to_canonical()).collect::<Vec<_>>()).unwrap_or_default());
+    });
+    let Ok(ips) = rx.recv_timeout(Duration::from_secs(3)) else {
+        return false;
+    };
+    let mine: Vec<std::net::IpAddr> = if_addrs::get_if_addrs().map(|v| v.into_iter().map(|i| i.ip().to_canonical()).collect()).unwrap_or_default();
+    !ips.is_empty() && ips.iter().all(|i| mine.contains(i))
+}
+
 /// Numbered progress lines.
 struct Steps {
     total: usize,
@@ -232,6 +343,11 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     let previous = InstallState::load(&paths.state_file())?;
     let base = existing.as_ref().map(config_step::answers_of).unwrap_or_default();
     let mut answers = args.answers(base, &env)?;
+    let previous_own = previous.as_ref().and_then(|s| s.own_domain.clone());
+    if let Some(own) = args.own_domain(&env, previous_own.as_ref())? {
+        let port_given = args.port.is_some() || env.port.is_some() || (previous_own.is_some() && existing.is_some());
+        apply_own(&mut answers, own, port_given, args.public_host.is_some() || (previous_own.is_some() && existing.is_some()));
+    }
 
     let wanted_runtime = match (&args.runtime, &previous) {
         (Some(r), _) => Some(Runtime::parse(r)?),
@@ -252,10 +368,17 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     let ours = |p: u16| previous.as_ref().is_some_and(|s| s.port == p);
     let taken = |p: u16| !ours(p) && host::port_in_use(p);
 
+    let nginx = args.nginx_paths();
+    let site_is_ours = previous_own.as_ref().is_some_and(|p| p.nginx_site.as_deref() == Some(nginx.site_file().as_path()));
     if interactive {
         let stdin = std::io::stdin();
         let mut w = wizard::Wizard::new(stdin.lock(), std::io::stdout());
-        match w.run(&answers, &taken)? {
+        let letsencrypt = args.letsencrypt_dir.clone();
+        let certbot = move |d: &str| owndomain::certbot_paths(&letsencrypt, d);
+        let site_file = nginx.site_file();
+        let conflict = || owndomain::site_conflict(&site_file, site_is_ours).then(|| site_file.clone());
+        let ctx = wizard::OwnCtx { points_here: &points_here, certbot: &certbot, site_conflict: &conflict };
+        match w.run_with(&answers, &taken, &ctx)? {
             wizard::WizardResult::Proceed(a) => answers = a,
             wizard::WizardResult::Declined => {
                 println!("Nothing was installed.");
@@ -263,6 +386,9 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
             }
         }
     } else {
+        if taken(answers.port) && answers.own.is_some() && answers.port == 443 {
+            return Err(Invalid("port 443 is already in use by another program (HAProxy, a web server?): free it, or put the proxy behind HAProxy with --behind-haproxy".into()).into());
+        }
         if taken(answers.port) {
             return Err(SetupError::Other(format!("port {} is already in use by another program on this host; choose another with --port", answers.port)));
         }
@@ -271,9 +397,27 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     if answers.kind == Kind::Ee && answers.domain.is_none() {
         return Err(Invalid("the ee kind needs a cover domain: pass --domain www.example.com (a real HTTPS site that is not blocked)".into()).into());
     }
+    // Own domain: what must hold before anything is written.
+    if let Some(own) = &answers.own {
+        if let Cover::Nginx { port, .. } = &own.cover {
+            if !host::on_path("nginx") {
+                return Err(host::HostError::Missing("nginx", "the cover site needs a web server: apt-get install nginx (or name yours with --cover HOST:PORT)".into()).into());
+            }
+            let ours_before = previous_own.as_ref().and_then(|p| p.cover_port) == Some(*port);
+            if *port == answers.port {
+                return Err(Invalid(format!("--cover-port {port} is the proxy's own port; choose another loopback port for the site")).into());
+            }
+            if !ours_before && host::port_in_use(*port) {
+                return Err(Invalid(format!("port {port} (the nginx cover site's) is already in use on this host; choose another with --cover-port")).into());
+            }
+            if !own.replace_site && owndomain::site_conflict(&nginx.site_file(), site_is_ours) {
+                return Err(owndomain::OwnDomainError::SiteExists(nginx.site_file()).into());
+            }
+        }
+    }
     let exe = std::env::current_exe().map_err(|e| SetupError::Other(format!("cannot find this program's own file: {e}")))?;
 
-    let mut steps = Steps { total: 8, n: 0 };
+    let mut steps = Steps { total: if answers.own.is_some() { 9 } else { 8 }, n: 0 };
     steps.next("Checking the host");
     if rt.is_container() {
         host::check_static_binary(&exe)?;
@@ -306,6 +450,14 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         steps.detail(&format!("note: {n}"));
     }
 
+    let own_state = match &answers.own {
+        Some(own) => {
+            steps.next(&format!("Setting up the cover site for {}", own.domain));
+            Some(own_domain_step(own, &nginx, site_is_ours, previous_own.as_ref(), &paths, &steps)?)
+        }
+        None => None,
+    };
+
     let mut new_state = InstallState {
         runtime: rt.name().into(),
         port: answers.port,
@@ -315,6 +467,7 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         log_dir: paths.log_dir.clone(),
         data_dir: paths.data_dir.clone(),
         binaries,
+        own_domain: own_state,
         ..Default::default()
     };
     // The record is complete before anything is built or started, so a setup that fails half
@@ -375,6 +528,50 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The own-domain step: the nginx site (or a check of the operator's web server), and the
+/// HAProxy lines when the proxy goes behind HAProxy. Returns the record for uninstall.
+fn own_domain_step(own: &OwnDomain, nginx: &owndomain::NginxPaths, site_is_ours: bool, previous: Option<&OwnDomainState>, paths: &Paths, steps: &Steps) -> Result<OwnDomainState, SetupError> {
+    let mut st = OwnDomainState { domain: own.domain.clone(), cert: own.cert.clone(), key: own.key.clone(), behind_haproxy: own.behind_haproxy, ..Default::default() };
+    match &own.cover {
+        Cover::Nginx { port, content } => {
+            let applied = owndomain::apply_nginx(own, nginx, *port, content, site_is_ours, &paths.backup_dir())?;
+            for l in &applied.lines {
+                steps.detail(l);
+            }
+            let prev_same = previous.filter(|p| p.nginx_site.as_deref() == Some(applied.site_file.as_path()));
+            st.cover = "nginx".into();
+            st.cover_port = Some(*port);
+            st.site_content = Some(match content {
+                Content::Root(d) => d.display().to_string(),
+                Content::Proxy(u) => u.clone(),
+            });
+            st.nginx_conf = Some(nginx.conf.clone());
+            st.nginx_site = Some(applied.site_file.clone());
+            // What a first run found stays what uninstall restores.
+            st.nginx_site_backup = applied.site_backup.or(prev_same.and_then(|p| p.nginx_site_backup.clone()));
+            st.site_root_created = applied.site_root_created.or(prev_same.and_then(|p| p.site_root_created.clone()));
+            st.nginx_started = applied.nginx_started || prev_same.is_some_and(|p| p.nginx_started);
+        }
+        Cover::Existing(hp) => {
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(hp.host.as_str(), hp.port))
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| SetupError::Other(format!("--cover {hp}: the address does not resolve")))?;
+            owndomain::verify_cover(own, addr)?;
+            steps.detail(&format!("your web server at {hp} presents the certificate for {}", own.domain));
+            st.cover = hp.to_string();
+        }
+    }
+    if own.behind_haproxy {
+        let f = paths.setup_dir().join("haproxy-own-domain.cfg");
+        let lines = owndomain::haproxy_lines(&own.domain);
+        files::write_if_changed(&f, lines.as_bytes(), 0o644, None)?;
+        steps.detail(&format!("HAProxy: add the lines in {} to your frontend on :443 (mode tcp), then reload HAProxy", f.display()));
+        st.haproxy_snippet = Some(f);
+    }
+    Ok(st)
+}
+
 /// UFW and fail2ban through the binary's own commands; reported, never fatal.
 fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: Option<&InstallState>, state: &mut InstallState, steps: &Steps) {
     let bin = paths.binary();
@@ -388,7 +585,9 @@ fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: O
         let c = hostsec_step::call(&bin, &cfg, &hostsec_step::ufw_args("remove", old, &args.ufw_args));
         say(if c.ok { "ufw (old port): " } else { "warning: ufw (old port): " }, &c);
     }
-    if args.ufw != "off" {
+    if answers.own.as_ref().is_some_and(|o| o.behind_haproxy) {
+        steps.detail("ufw: the proxy listens on 127.0.0.1 behind HAProxy; HAProxy's port 443 is yours to allow");
+    } else if args.ufw != "off" {
         let c = hostsec_step::call(&bin, &cfg, &hostsec_step::ufw_args(&args.ufw, answers.port, &args.ufw_args));
         say(if c.ok { "ufw: " } else { "warning: ufw: " }, &c);
         if c.ok {

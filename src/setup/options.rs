@@ -92,11 +92,13 @@ pub struct Answers {
     /// The promoted-channel tag (32 hex), lower case.
     pub ad_tag: Option<String>,
     pub public_host: Option<String>,
+    /// Own-domain mode (the cover is this host's own site): `setup::owndomain`.
+    pub own: Option<Box<crate::setup::owndomain::OwnDomain>>,
 }
 
 impl Default for Answers {
     fn default() -> Self {
-        Answers { port: DEFAULT_PORT, workers: DEFAULT_WORKERS, kind: Kind::Dd, domain: None, ad_tag: None, public_host: None }
+        Answers { port: DEFAULT_PORT, workers: DEFAULT_WORKERS, kind: Kind::Dd, domain: None, ad_tag: None, public_host: None, own: None }
     }
 }
 
@@ -226,13 +228,18 @@ pub fn parse_yes_no(text: &str, default: bool) -> Result<bool, Invalid> {
 }
 
 /// The seed's environment form. `MTPROXY_AUTO_MODE=yes` makes the run non-interactive;
-/// `MTPROXY_PADDING=yes|no` chooses dd or classic secrets.
+/// `MTPROXY_PADDING=yes|no` chooses dd or classic secrets; `MTPROXY_OWN_DOMAIN=DOMAIN` (with
+/// `MTPROXY_TLS_CERT`, `MTPROXY_TLS_KEY` when not certbot's files) chooses own-domain mode, as
+/// `--own-domain`, `--cert` and `--key` do.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct EnvForm {
     pub auto: bool,
     pub port: Option<u16>,
     pub workers: Option<usize>,
     pub kind: Option<Kind>,
+    pub own_domain: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl EnvForm {
@@ -251,7 +258,10 @@ impl EnvForm {
                 Kind::Classic
             }),
         };
-        Ok(EnvForm { auto, port, workers, kind })
+        let own_domain = get("MTPROXY_OWN_DOMAIN").map(|v| parse_domain(&v).map_err(|e| Invalid(format!("MTPROXY_OWN_DOMAIN: {e}")))).transpose()?;
+        let cert = get("MTPROXY_TLS_CERT").map(PathBuf::from);
+        let key = get("MTPROXY_TLS_KEY").map(PathBuf::from);
+        Ok(EnvForm { auto, port, workers, kind, own_domain, cert, key })
     }
 }
 
@@ -289,7 +299,10 @@ mod tests {
     fn seed_environment_form() {
         let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         let f = EnvForm::read(env(&[("MTPROXY_AUTO_MODE", "yes"), ("MTPROXY_PORT", "9443"), ("MTPROXY_WORKERS", "2"), ("MTPROXY_PADDING", "no")])).unwrap();
-        assert_eq!(f, EnvForm { auto: true, port: Some(9443), workers: Some(2), kind: Some(Kind::Classic) });
+        assert_eq!(f, EnvForm { auto: true, port: Some(9443), workers: Some(2), kind: Some(Kind::Classic), ..EnvForm::default() });
+        let o = EnvForm::read(env(&[("MTPROXY_OWN_DOMAIN", "Cover.Example.org"), ("MTPROXY_TLS_CERT", "/c.pem")])).unwrap();
+        assert_eq!((o.own_domain.as_deref(), o.cert.as_deref(), o.key), (Some("cover.example.org"), Some(Path::new("/c.pem")), None));
+        assert!(EnvForm::read(env(&[("MTPROXY_OWN_DOMAIN", "bad domain")])).unwrap_err().0.starts_with("MTPROXY_OWN_DOMAIN"));
         assert_eq!(EnvForm::read(env(&[])).unwrap(), EnvForm::default());
         assert!(EnvForm::read(env(&[("MTPROXY_PORT", "99999")])).unwrap_err().0.starts_with("MTPROXY_PORT"));
         assert!(EnvForm::read(env(&[("MTPROXY_AUTO_MODE", "maybe")])).is_err());

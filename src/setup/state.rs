@@ -54,6 +54,41 @@ pub struct InstallState {
     /// Where setup wrote the fail2ban filter and jail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail2ban_dir: Option<PathBuf>,
+    /// Own-domain mode: what a second run keeps and uninstall takes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_domain: Option<OwnDomainState>,
+}
+
+/// The own-domain answers and the nginx files setup wrote for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnDomainState {
+    pub domain: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub behind_haproxy: bool,
+    /// `nginx`, or the HOST:PORT of the operator's own web server.
+    pub cover: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_port: Option<u16>,
+    /// The folder or http:// address the nginx site serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx_conf: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx_site: Option<PathBuf>,
+    /// The operator's file setup replaced (uninstall puts it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx_site_backup: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_root_created: Option<PathBuf>,
+    #[serde(default)]
+    pub nginx_started: bool,
+    /// The HAProxy lines setup wrote for the operator to add (behind HAProxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy_snippet: Option<PathBuf>,
 }
 
 impl InstallState {

@@ -7,7 +7,10 @@
 
 use std::io::{BufRead, Write};
 
+use std::path::PathBuf;
+
 use crate::setup::options::{self, Answers, Invalid, Kind};
+use crate::setup::owndomain::{self, Content, Cover, OwnDomain};
 
 /// Attempts per question before the wizard stops.
 const ATTEMPTS: usize = 5;
@@ -20,6 +23,23 @@ pub enum WizardError {
     TooManyTries(String),
     #[error("terminal: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// What the own-domain questions need from the host (closures, so tests need no host).
+pub struct OwnCtx<'a> {
+    /// Whether a domain resolves to this host (then the wizard offers own-domain mode).
+    pub points_here: &'a dyn Fn(&str) -> bool,
+    /// certbot's (certificate, key) paths for a domain.
+    pub certbot: &'a dyn Fn(&str) -> (PathBuf, PathBuf),
+    /// Whether the nginx site file exists and is not setup's.
+    pub site_conflict: &'a dyn Fn() -> Option<PathBuf>,
+}
+
+impl OwnCtx<'_> {
+    #[cfg(test)]
+    pub fn none() -> OwnCtx<'static> {
+        OwnCtx { points_here: &|_| false, certbot: &|d| owndomain::certbot_paths(std::path::Path::new(owndomain::DEFAULT_LETSENCRYPT_DIR), d), site_conflict: &|| None }
+    }
 }
 
 /// How the wizard finished.
@@ -68,7 +88,77 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
 
     /// Ask everything. `defaults` come from flags, the environment or an existing install;
     /// `port_taken` says whether a port is used by something else than this proxy.
+    #[cfg(test)]
     pub fn run(&mut self, defaults: &Answers, port_taken: &dyn Fn(u16) -> bool) -> Result<WizardResult, WizardError> {
+        self.run_with(defaults, port_taken, &OwnCtx::none())
+    }
+
+    /// The own-domain questions: certificate, key, cover web server, layout.
+    fn own_domain(&mut self, domain: &str, defaults: Option<&OwnDomain>, port_taken: &dyn Fn(u16) -> bool, ctx: &OwnCtx<'_>) -> Result<Option<(OwnDomain, u16)>, WizardError> {
+        let (cb_cert, cb_key) = (ctx.certbot)(domain);
+        let d_cert = defaults.map(|o| o.cert.clone()).unwrap_or(cb_cert);
+        let d_key = defaults.map(|o| o.key.clone()).unwrap_or(cb_key);
+        writeln!(self.out, "Own domain: {domain}'s certificate and key (certbot keeps them in /etc/letsencrypt/live/{domain}/).")?;
+        let cert = self.ask("Certificate (PEM, full chain)", &d_cert.display().to_string(), |s| {
+            let p = PathBuf::from(s.trim());
+            owndomain::check_cert(&p, domain).map(|_| p)
+        })?;
+        let key = self.ask("Private key (PEM)", &d_key.display().to_string(), |s| {
+            let p = PathBuf::from(s.trim());
+            owndomain::check_pair(&cert, &p, domain).map(|_| p)
+        })?;
+        writeln!(self.out, "The cover site: nginx (setup writes a site for {domain} on 127.0.0.1), or the PORT / HOST:PORT of a web server here that already serves it.")?;
+        let (d_cover, d_port, d_content) = match defaults.map(|o| &o.cover) {
+            Some(Cover::Existing(hp)) => (hp.to_string(), owndomain::DEFAULT_COVER_PORT, owndomain::DEFAULT_SITE_ROOT.to_string()),
+            Some(Cover::Nginx { port, content }) => ("nginx".to_string(), *port, match content {
+                Content::Root(d) => d.display().to_string(),
+                Content::Proxy(u) => u.clone(),
+            }),
+            None => ("nginx".to_string(), owndomain::DEFAULT_COVER_PORT, owndomain::DEFAULT_SITE_ROOT.to_string()),
+        };
+        let placeholder = Content::Root(PathBuf::new());
+        let mut cover = self.ask("Cover web server", &d_cover, |s| owndomain::parse_cover(s, d_port, placeholder.clone()))?;
+        let mut replace_site = false;
+        if let Cover::Nginx { .. } = cover {
+            let port = self.ask("Loopback port of the nginx site", &d_port.to_string(), |s| {
+                let p = options::parse_port(s)?;
+                if port_taken(p) && p != d_port {
+                    Err(Invalid(format!("port {p} is already in use on this host; choose another")))
+                } else {
+                    Ok(p)
+                }
+            })?;
+            let content = self.ask("Site content: a folder of static pages, or the http:// address of your fake site", &d_content, owndomain::parse_content)?;
+            cover = Cover::Nginx { port, content };
+            if let Some(f) = (ctx.site_conflict)() {
+                replace_site = self.ask(&format!("{} exists and was not written by setup: replace it (a backup is kept and put back by uninstall)? (y/n)", f.display()), "n", |s| options::parse_yes_no(s, false))?;
+                if !replace_site {
+                    writeln!(self.out, "Keeping {}.", f.display())?;
+                    return Ok(None);
+                }
+            }
+        }
+        writeln!(self.out, "Layout:\n  alone    the proxy takes port 443 itself\n  haproxy  HAProxy on 443 routes {domain}'s SNI to the proxy (127.0.0.1:{}), next to VLESS-Reality", owndomain::HAPROXY_BACKEND_PORT)?;
+        let d_layout = if defaults.is_some_and(|o| o.behind_haproxy) || port_taken(443) { "haproxy" } else { "alone" };
+        let behind_haproxy = self.ask("Layout (alone/haproxy)", d_layout, |s| match s.trim().to_ascii_lowercase().as_str() {
+            "alone" => {
+                if port_taken(443) {
+                    Err(Invalid("port 443 is already in use by another program (HAProxy, a web server?): choose haproxy, or free the port".into()))
+                } else {
+                    Ok(false)
+                }
+            }
+            "haproxy" => Ok(true),
+            other => Err(Invalid(format!("`{other}`: answer alone or haproxy"))),
+        })?;
+        let own = OwnDomain { domain: domain.to_string(), cert, key, cover, behind_haproxy, replace_site };
+        let port = own.proxy_port();
+        Ok(Some((own, port)))
+    }
+
+    /// As [`run`], offering own-domain mode (when the cover domain points here, or defaults
+    /// already chose it).
+    pub fn run_with(&mut self, defaults: &Answers, port_taken: &dyn Fn(u16) -> bool, ctx: &OwnCtx<'_>) -> Result<WizardResult, WizardError> {
         writeln!(self.out, "vless-mtproxy setup: a Telegram MTProto proxy for this host.\nPress Enter to accept the value in brackets.\n")?;
         if !self.ask("Install the Telegram proxy on this host? (y/n)", "y", |s| options::parse_yes_no(s, true))? {
             return Ok(WizardResult::Declined);
@@ -84,10 +174,32 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         let workers = self.ask(&format!("Worker threads (1-{})", options::MAX_WORKERS), &defaults.workers.to_string(), options::parse_workers)?;
         writeln!(self.out, "Secret kind:\n  classic  plain obfuscated2 (oldest clients)\n  dd       random padding (default)\n  ee       fake-TLS: looks like HTTPS to a cover domain (best against DPI)")?;
         let kind = self.ask("Secret kind (classic/dd/ee)", defaults.kind.name(), options::parse_kind)?;
+        let mut own = None;
+        let mut port = port;
         let domain = if kind == Kind::Ee {
             let d = defaults.domain.clone().unwrap_or_else(|| options::DEFAULT_DOMAIN.to_string());
-            writeln!(self.out, "The cover domain must be a real HTTPS site that is not blocked, and not your VPN's Reality destination.")?;
-            Some(self.ask("Cover domain", &d, options::parse_domain)?)
+            if defaults.own.is_some() {
+                writeln!(self.out, "Own domain: the cover is this host's own site; the domain's A/AAAA records must point here.")?;
+            } else {
+                writeln!(self.out, "The cover domain must be a real HTTPS site that is not blocked, and not your VPN's Reality destination.")?;
+            }
+            let domain = self.ask("Cover domain", &d, options::parse_domain)?;
+            let offer = defaults.own.is_some()
+                || ((ctx.points_here)(&domain)
+                    && self.ask(&format!("{domain} points at this host: make it your own domain (its certificate, a cover site on this host; strongest against probes)? (y/n)"), "y", |s| options::parse_yes_no(s, true))?);
+            if offer {
+                match self.own_domain(&domain, defaults.own.as_deref(), port_taken, ctx)? {
+                    Some((o, p)) => {
+                        if p != port {
+                            writeln!(self.out, "The proxy listens on port {p} ({}).", if o.behind_haproxy { "127.0.0.1, behind HAProxy" } else { "own domain, alone on 443" })?;
+                        }
+                        port = p;
+                        own = Some(Box::new(o));
+                    }
+                    None => return Ok(WizardResult::Declined),
+                }
+            }
+            Some(domain)
         } else {
             None
         };
@@ -99,7 +211,11 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                 options::parse_ad_tag(s).map(Some)
             }
         })?;
-        let answers = Answers { port, workers, kind, domain, ad_tag, public_host: defaults.public_host.clone() };
+        let public_host = match &own {
+            Some(o) => Some(defaults.public_host.clone().filter(|_| defaults.own.is_some()).unwrap_or_else(|| o.domain.clone())),
+            None => defaults.public_host.clone(),
+        };
+        let answers = Answers { port, workers, kind, domain, ad_tag, public_host, own };
         writeln!(self.out, "\nSummary:\n{}", summary(&answers))?;
         if self.ask("Proceed? (y/n)", "y", |s| options::parse_yes_no(s, true))? {
             Ok(WizardResult::Proceed(answers))
@@ -117,6 +233,9 @@ pub fn summary(a: &Answers) -> String {
     }
     s += &format!("  promoted tag    {}\n", a.ad_tag.as_deref().unwrap_or("(none)"));
     s += &format!("  public host     {}\n", a.public_host.as_deref().unwrap_or("(a local address)"));
+    if let Some(o) = &a.own {
+        s += &o.describe();
+    }
     s
 }
 
@@ -142,13 +261,38 @@ mod tests {
     fn bad_answers_are_asked_again_and_ee_asks_the_domain() {
         let taken = |p: u16| p == 9000;
         let (r, out) = drive("y\n70000\n9000\n9443\nx\n2\nee\nlocalhost\nwww.example.com\nnothex\n0123456789abcdef0123456789abcdef\ny\n", &taken);
-        let want = Answers { port: 9443, workers: 2, kind: Kind::Ee, domain: Some("www.example.com".into()), ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: None };
+        let want = Answers { port: 9443, workers: 2, kind: Kind::Ee, domain: Some("www.example.com".into()), ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: None, own: None };
         assert_eq!(r.unwrap(), WizardResult::Proceed(want));
         assert!(out.contains("`70000` is not a port"));
         assert!(out.contains("port 9000 is already in use"));
         assert!(out.contains("`x` is not a worker count"));
         assert!(out.contains("`localhost` is not a usable cover domain"));
         assert!(out.contains("32 hex characters"));
+    }
+
+    #[test]
+    fn a_domain_that_points_here_is_offered_as_own_domain() {
+        let td = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/monitor/testdata");
+        let certbot = |_: &str| (td.join("cover.crt"), td.join("cover.key"));
+        let ctx = OwnCtx { points_here: &|d| d == "cover.test", certbot: &certbot, site_conflict: &|| None };
+        let taken = |p: u16| p == 443;
+        // ee, cover.test (points here: yes), a wrong key first, certbot's defaults, nginx, port,
+        // a relative folder refused, a folder; 443 is taken, so `alone` is refused: haproxy.
+        let input = format!("y\n\n\nee\ncover.test\n\n\n{}\n\nnginx\n\nsite\n/srv/cover\nalone\nhaproxy\n\ny\n", td.join("other.key").display());
+        let mut out = Vec::new();
+        let r = Wizard::new(input.as_bytes(), &mut out).run_with(&Answers::default(), &taken, &ctx).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let WizardResult::Proceed(a) = r else { panic!("{out}") };
+        let own = a.own.clone().expect("own domain chosen");
+        assert_eq!((a.port, a.kind, a.public_host.as_deref()), (owndomain::HAPROXY_BACKEND_PORT, Kind::Ee, Some("cover.test")), "{out}");
+        assert_eq!(own.cover, Cover::Nginx { port: owndomain::DEFAULT_COVER_PORT, content: Content::Root("/srv/cover".into()) });
+        assert!(own.behind_haproxy && own.key == td.join("cover.key"));
+        assert!(out.contains("is not the key of the certificate"), "{out}");
+        assert!(out.contains("port 443 is already in use"), "{out}");
+        assert!(out.contains("own domain      cover.test"), "{out}");
+        // A domain that does not point here is not offered.
+        let (r, out) = drive("y\n\n\nee\nwww.example.com\n\ny\n", &|_| false);
+        assert!(matches!(r.unwrap(), WizardResult::Proceed(Answers { own: None, .. })) && !out.contains("own domain"));
     }
 
     #[test]

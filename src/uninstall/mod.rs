@@ -1,7 +1,9 @@
 //! `vless-mtproxy uninstall` (also installed as `vless-mtproxy-uninstall`): removes what setup
 //! put on the host, exactly that, read from setup's install record: the container and its
 //! image, or the systemd unit; the service block in the VLESS compose file (after a backup) or
-//! our own compose file; the logrotate snippet; the installed binary and its links. The
+//! our own compose file; the logrotate snippet; in own-domain mode the nginx cover site (the
+//! operator's own file put back when setup had replaced it) and the folder setup created for
+//! it; the installed binary and its links. The
 //! configuration stays where it is, with a backup copy, unless `--purge` removes the
 //! configuration, log and data folders too. Exit codes: 0 done, 1 error, 2 not root.
 
@@ -139,6 +141,16 @@ fn run_inner(args: &UninstallArgs) -> Result<(), UninstallError> {
     }
     if let Some(f) = &state.logrotate_file {
         remove_file(f, &mut done);
+    }
+    if let Some(own) = &state.own_domain {
+        if let Some(site) = &own.nginx_site {
+            let conf = own.nginx_conf.clone().unwrap_or_else(|| PathBuf::from(crate::setup::owndomain::DEFAULT_NGINX_CONF));
+            done.extend(crate::setup::owndomain::remove(site, own.nginx_site_backup.as_deref(), own.site_root_created.as_deref(), &conf, own.nginx_started));
+        }
+        if let Some(f) = &own.haproxy_snippet {
+            remove_file(f, &mut done);
+            done.push("HAProxy: take the vless_mtproxy lines out of your frontend and reload it".into());
+        }
     }
     for b in &state.binaries {
         remove_file(b, &mut done);

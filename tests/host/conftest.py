@@ -50,12 +50,12 @@ def run(cmd, timeout=60, check=True, **kw):
 
 def pytest_configure(config):
     missing = [t for t in ("ip", "iptables", "fail2ban-server", "fail2ban-client", "fail2ban-regex", "ufw",
-                           "haproxy", "openssl") if shutil.which(t) is None]
+                           "haproxy", "openssl", "nginx") if shutil.which(t) is None]
     if os.geteuid() != 0:
         raise pytest.UsageError("tests/host needs root (network namespaces, iptables)")
     if missing:
         raise pytest.UsageError("tests/host needs %s: apt-get install -y --no-install-recommends "
-                                "fail2ban ufw iptables nftables haproxy socat openssl iproute2" % ", ".join(missing))
+                                "fail2ban ufw iptables nftables haproxy nginx socat openssl iproute2" % ", ".join(missing))
     if not BIN.exists():
         raise pytest.UsageError("proxy binary %s not found: cargo build first" % BIN)
 

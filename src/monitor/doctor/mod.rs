@@ -9,6 +9,7 @@
 //!
 //! Exit code: 1 when any check failed, else 0.
 
+mod cover;
 mod host;
 mod net;
 
@@ -36,6 +37,10 @@ pub struct DoctorArgs {
     /// instead of the cover domain on port 80.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub time_server: Option<String>,
+    /// The data folder setup installed into: a cover cache path the container sees
+    /// (/var/lib/vless-mtproxy/...) is read from here on the host.
+    #[arg(long, default_value = crate::setup::options::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
     /// Timeout of each network step.
     #[arg(long, default_value = "3s", value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -189,6 +194,8 @@ pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     results.sort_by_key(|(k, _)| *k);
     checks.extend(results.into_iter().flat_map(|(_, c)| c));
+    // Local, and last: how fresh the flights the proxy learned from its covers are.
+    checks.extend(cfg.fake_tls_domains().into_iter().take(3).map(|d| cover::check_learned(&cfg, config, &args.data_dir, d, crate::monitor::tlscert::now_unix() as u64)));
     finish(checks, args.json)
 }
 

@@ -1,6 +1,12 @@
 //! The checks that need the network: Telegram DCs, the cover domain (DNS, whether it points
-//! here, TLS 1.3), and the clock (HTTP `Date`). Each step is bounded by `Net::timeout`, and a
-//! target this host has no route to is `skipped` rather than waited for.
+//! here, TLS 1.3 with X25519, the certificate it presents), and the clock (HTTP `Date`). Each
+//! step is bounded by `Net::timeout`, and a target this host has no route to is `skipped`
+//! rather than waited for.
+//!
+//! An "own domain" cover (the domain is the proxy's `public_host`, or the mask host is on this
+//! machine) is held to a stricter standard than a borrowed one: every A/AAAA record must be this
+//! host, because clients connect to the domain itself and a prober compares the SNI with the
+//! address it reached. A borrowed cover only gets a warning when it resolves elsewhere.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::{Check, Level};
 use crate::monitor::client;
-use crate::monitor::tlsprobe;
+use crate::monitor::{tlscert, tlsprobe};
 
 /// Default routes of this host's network namespace: (IPv4, IPv6), loopback excluded.
 pub fn default_routes() -> (bool, bool) {
@@ -79,10 +85,16 @@ async fn resolve(net: &Net, host: &str, port: u16) -> Result<Vec<SocketAddr>, Mi
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    let lookup = tokio::time::timeout(net.timeout, tokio::net::lookup_host((host, port))).await;
     if !net.any() {
-        return Err(Miss::Skipped(format!("cannot resolve {host}: no network")));
+        // The hosts file may still know the name (a host without a default route, a test
+        // namespace); without it there is nothing to ask.
+        return match lookup {
+            Ok(Ok(a)) => Ok(a.collect()),
+            _ => Err(Miss::Skipped(format!("cannot resolve {host}: no network"))),
+        };
     }
-    match tokio::time::timeout(net.timeout, tokio::net::lookup_host((host, port))).await {
+    match lookup {
         Ok(Ok(a)) => Ok(a.collect()),
         Ok(Err(e)) => Err(Miss::Failed(format!("{host} does not resolve: {e}"))),
         Err(_) => Err(Miss::Failed(format!("resolving {host} took longer than {} ms", net.timeout.as_millis()))),
@@ -134,50 +146,93 @@ fn local_ips() -> BTreeSet<IpAddr> {
     if_addrs::get_if_addrs().map(|v| v.into_iter().map(|i| i.ip().to_canonical()).collect()).unwrap_or_default()
 }
 
+/// Whether `domain` is the operator's own: links name it, or the mask host is this machine.
+pub fn own_domain(cfg: &Config, domain: &str, local: &BTreeSet<IpAddr>) -> bool {
+    let named = cfg.public_host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(domain));
+    let local_mask = cfg.fronting.enabled
+        && cfg.fronting.mask_host.as_ref().and_then(|m| m.host.parse::<IpAddr>().ok()).is_some_and(|ip| ip.is_loopback() || local.contains(&ip.to_canonical()));
+    named || local_mask
+}
+
 pub async fn check_cover(net: &Net, cfg: &Config, domain: &str) -> Vec<Check> {
     let mut out = Vec::new();
     let t0 = Instant::now();
     let dns_name = format!("cover {domain}: DNS");
     let here_name = format!("cover {domain}: points here");
+    let local = local_ips();
+    let own = own_domain(cfg, domain, &local);
     match resolve(net, domain, 443).await {
         Ok(addrs) => {
             let ips: BTreeSet<IpAddr> = addrs.iter().map(|a| a.ip().to_canonical()).collect();
             let list = ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
             out.push(Check::ok(dns_name, format!("resolves to {list}")).timed(t0));
-            let mut mine = local_ips();
-            if let Some(h) = &cfg.public_host {
+            // This host's addresses: its interfaces, and public_host when that is another name
+            // or an address (the domain itself proves nothing about where it points).
+            let mut mine = local.clone();
+            if let Some(h) = cfg.public_host.as_deref().filter(|h| !h.eq_ignore_ascii_case(domain)) {
                 if let Ok(a) = resolve(net, h, 443).await {
                     mine.extend(a.iter().map(|a| a.ip().to_canonical()));
                 }
             }
-            if ips.iter().any(|i| mine.contains(i)) {
-                out.push(Check::ok(here_name, "the domain resolves to this host, as the SNI suggests"));
-            } else {
-                out.push(Check::new(
-                    here_name,
-                    Level::Warn,
-                    format!("{domain} resolves to {list}, not to this host"),
-                    Some("clients send this SNI to an IP the domain does not use, which DPI can notice; prefer a domain whose A/AAAA record is this server"),
-                ));
-            }
+            out.push(points_here(domain, &ips, &mine, own));
         }
         Err(Miss::Skipped(m)) => {
             out.push(Check::new(dns_name, Level::Skipped, m.clone(), Some("run doctor with the host's normal network")));
             out.push(Check::new(here_name, Level::Skipped, "needs DNS", None));
         }
         Err(Miss::Failed(m)) => {
-            out.push(Check::new(dns_name, Level::Fail, m, Some("use a real, resolvable HTTPS site as the fake-TLS domain")).timed(t0));
+            let advice = if own { "create the domain's A (and AAAA) record pointing at this server at your DNS provider" } else { "use a real, resolvable HTTPS site as the fake-TLS domain" };
+            out.push(Check::new(dns_name, Level::Fail, m, Some(advice)).timed(t0));
             out.push(Check::new(here_name, Level::Skipped, "needs DNS", None));
         }
     }
     out.push(check_tls13(net, cfg, domain).await);
+    out.push(check_certificate(net, cfg, domain).await);
     out
+}
+
+/// Which of the domain's addresses are this host's, and what that means.
+fn points_here(domain: &str, ips: &BTreeSet<IpAddr>, mine: &BTreeSet<IpAddr>, own: bool) -> Check {
+    let name = format!("cover {domain}: points here");
+    let (here, elsewhere): (Vec<IpAddr>, Vec<IpAddr>) = ips.iter().partition(|i| mine.contains(i));
+    let join = |v: &[IpAddr]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    if elsewhere.is_empty() {
+        return Check::ok(name, format!("every address of {domain} ({}) is this host's, as the SNI suggests", join(&here)));
+    }
+    if own {
+        let detail = if here.is_empty() {
+            format!("{domain} resolves to {}, none of them this host", join(&elsewhere))
+        } else {
+            format!("{domain} resolves to {} (this host) but also to {} (elsewhere)", join(&here), join(&elsewhere))
+        };
+        return Check::new(
+            name,
+            Level::Fail,
+            detail,
+            Some("point every A/AAAA record of the domain at this server (at your DNS provider); clients and probers that get another address reach another machine"),
+        );
+    }
+    if here.is_empty() {
+        Check::new(
+            name,
+            Level::Warn,
+            format!("{domain} resolves to {}, not to this host", join(&elsewhere)),
+            Some("clients send this SNI to an IP the domain does not use, which DPI can notice; prefer a domain whose A/AAAA record is this server"),
+        )
+    } else {
+        Check::ok(name, format!("{domain} resolves to {} (this host) and {} (elsewhere)", join(&here), join(&elsewhere)))
+    }
+}
+
+/// Where the cover is reached: `[fronting] mask_host`, else the domain on 443.
+fn cover_target(cfg: &Config, domain: &str) -> HostPort {
+    cfg.fronting.mask_host.clone().filter(|_| cfg.fronting.enabled).unwrap_or(HostPort { host: domain.to_string(), port: 443 })
 }
 
 async fn check_tls13(net: &Net, cfg: &Config, domain: &str) -> Check {
     let name = format!("cover {domain}: TLS 1.3");
     let t0 = Instant::now();
-    let target = cfg.fronting.mask_host.clone().filter(|_| cfg.fronting.enabled).unwrap_or(HostPort { host: domain.to_string(), port: 443 });
+    let target = cover_target(cfg, domain);
     let addrs = match resolve(net, &target.host, target.port).await {
         Ok(a) => a,
         Err(Miss::Skipped(m)) => return Check::new(name, Level::Skipped, m, None).timed(t0),
@@ -194,14 +249,90 @@ async fn check_tls13(net: &Net, cfg: &Config, domain: &str) -> Check {
             }
         };
         let advice = Some("fake-TLS answers like a TLS 1.3 server: pick a cover domain (or mask_host) that speaks TLS 1.3, or probers can tell us apart");
-        return match tokio::time::timeout(net.timeout, tlsprobe::ask(&mut s, domain)).await {
-            Ok(Ok(answer)) if answer.is_tls13() => Check::ok(name, format!("{target} ({a}) answers TLS 1.3")).timed(t0),
-            Ok(Ok(answer)) => Check::new(name, Level::Fail, format!("{target}: {}", answer.describe()), advice).timed(t0),
+        return match tokio::time::timeout(net.timeout, tlsprobe::ask_group(&mut s, domain)).await {
+            Ok(Ok((answer, group))) if answer.is_tls13() => match group {
+                Some(tlsprobe::X25519) if answer == tlsprobe::TlsAnswer::Version(0x0304) => Check::ok(name, format!("{target} ({a}) answers TLS 1.3 with X25519")).timed(t0),
+                g => {
+                    let picked = g.map(tlsprobe::group_name).unwrap_or_else(|| "no key share".into());
+                    let how = if answer == tlsprobe::TlsAnswer::RetryRequest { "asks in a HelloRetryRequest for" } else { "answers with" };
+                    Check::new(
+                        name,
+                        Level::Warn,
+                        format!("{target} ({a}) answers TLS 1.3 but {how} {picked}, not X25519, to an X25519 key share"),
+                        Some("Telegram clients offer X25519 and the proxy answers with it: make the cover prefer X25519 (nginx: ssl_ecdh_curve X25519:prime256v1;)"),
+                    )
+                    .timed(t0)
+                }
+            },
+            Ok(Ok((answer, _))) => Check::new(name, Level::Fail, format!("{target}: {}", answer.describe()), advice).timed(t0),
             Ok(Err(e)) => Check::new(name, Level::Fail, format!("{target}: {e}"), advice).timed(t0),
             Err(_) => Check::new(name, Level::Fail, format!("{target} sent no ServerHello within {} ms", net.timeout.as_millis()), advice).timed(t0),
         };
     }
     Check::new(name, Level::Fail, format!("cannot connect: {last}"), Some("the mask host must be reachable for fronting to work")).timed(t0)
+}
+
+/// Days left under which the certificate check warns.
+pub const CERT_WARN_DAYS: i64 = 14;
+
+/// `YYYY-MM-DD` of Unix seconds.
+fn date(ts: i64) -> String {
+    let s = crate::setup::files::utc_stamp(std::time::UNIX_EPOCH + Duration::from_secs(ts.max(0) as u64));
+    format!("{}-{}-{}", &s[0..4], &s[4..6], &s[6..8])
+}
+
+/// The certificate the cover presents for SNI `domain`: for that name, valid now and for a
+/// while yet. A real handshake (rustls), because in TLS 1.3 the certificate is encrypted.
+async fn check_certificate(net: &Net, cfg: &Config, domain: &str) -> Check {
+    let name = format!("cover {domain}: certificate");
+    let t0 = Instant::now();
+    let target = cover_target(cfg, domain);
+    let addr = match resolve(net, &target.host, target.port).await {
+        Ok(a) if !a.is_empty() => a[0],
+        Ok(_) => return Check::new(name, Level::Fail, format!("{target} has no address"), None).timed(t0),
+        Err(Miss::Skipped(m)) => return Check::new(name, Level::Skipped, m, None).timed(t0),
+        Err(Miss::Failed(m)) => return Check::new(name, Level::Fail, m, Some("set [fronting] mask_host to a reachable HTTPS server")).timed(t0),
+    };
+    if !net.can_reach(addr.ip()) {
+        return Check::new(name, Level::Skipped, format!("no route to {} (network unavailable)", addr.ip()), None).timed(t0);
+    }
+    let (sni, timeout) = (domain.to_string(), net.timeout);
+    let fetched = tokio::task::spawn_blocking(move || tlscert::fetch(addr, &sni, timeout)).await;
+    let presented = match fetched {
+        Ok(Ok(p)) => p,
+        Ok(Err(tlscert::TlsCertError::Connect { source, .. })) if unreachable_net(&source) => return Check::new(name, Level::Skipped, format!("{target}: {source}"), None).timed(t0),
+        Ok(Err(e)) => {
+            return Check::new(name, Level::Fail, format!("{target} for SNI {domain}: {e}"), Some("the cover must complete a TLS handshake for the domain with its certificate, as a real site does")).timed(t0)
+        }
+        Err(e) => return Check::new(name, Level::Fail, format!("the handshake task failed: {e}"), None).timed(t0),
+    };
+    let info = match tlscert::inspect(&presented.chain[0], domain) {
+        Ok(i) => i,
+        Err(e) => return Check::new(name, Level::Fail, format!("{target}: {e}"), Some("give the cover a valid certificate for the domain")).timed(t0),
+    };
+    let now = tlscert::now_unix();
+    let days = info.days_left(now);
+    let renew = "renew it (certbot renew, or your CA's tool) and reload the web server";
+    let c = if !info.matches {
+        Check::new(
+            name,
+            Level::Fail,
+            format!("{target} presents a certificate for {}, not {domain}", info.names()),
+            Some("give the cover a certificate for the domain (certbot certonly -d DOMAIN) and point its ssl_certificate at it"),
+        )
+    } else if now >= info.not_after {
+        Check::new(name, Level::Fail, format!("the certificate for {domain} expired on {} ({} days ago)", date(info.not_after), -days), Some(renew))
+    } else if now < info.not_before {
+        Check::new(name, Level::Fail, format!("the certificate for {domain} is valid only from {}", date(info.not_before)), Some("check this host's clock, or the certificate's dates"))
+    } else if days < CERT_WARN_DAYS {
+        Check::new(name, Level::Warn, format!("the certificate for {domain} expires on {} (in {days} days)", date(info.not_after)), Some(renew))
+    } else {
+        Check::ok(
+            name,
+            format!("{target} presents a certificate for {domain} ({}), valid until {} ({days} days), issuer {}, {}{}", info.names(), date(info.not_after), info.issuer, presented.version, presented.group.map(|g| format!(" {g}")).unwrap_or_default()),
+        )
+    };
+    c.timed(t0)
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
