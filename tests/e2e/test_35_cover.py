@@ -105,6 +105,9 @@ def test_flight_has_the_covers_shape(name, covers, proxy_factory):
         lo, hi = min(f.encrypted_total for f in ref), max(f.encrypted_total for f in ref)
         got = sorted(f.encrypted_total for f in ours)
         assert lo <= got[0] and got[-1] <= hi, "%s %s: encrypted bytes %s outside the cover's %d..%d" % (name, kind, got, lo, hi)
+        # For docs/indistinguishability.md (shown with pytest -s).
+        print("\nSHAPE %s/%s cover %s %s | proxy %s %s | encrypted cover %d..%d proxy %s" % (
+            name, kind, ref[0].records, ref[0].ja3s(), ours[0].records, ours[0].ja3s(), lo, hi, got))
     if name == "nginx-13k":
         assert 12_000 <= ref[0].encrypted_total <= 16_000, "the big chain is %d bytes" % ref[0].encrypted_total
     r = tdlib(px.host, px.port, bob.client_secret)
@@ -161,6 +164,7 @@ def compare(name: str, cover, px, data: bytes, runs: int = 3):
         assert (None in r) == (None in o), "%s: %s cover %s proxy %s" % (name, what, r, o)
         if None not in r:
             delta = abs(statistics.median(o) - statistics.median(r))
+            print("\nTIMING %s %s cover %.1f ms proxy %.1f ms" % (name, what, statistics.median(r) * 1000, statistics.median(o) * 1000))
             assert delta <= 0.050, "%s: %s differs by %.0f ms (cover %s, proxy %s)" % (name, what, delta * 1000, r, o)
     return ref, ours
 
@@ -245,5 +249,6 @@ def test_ndpi_gives_ee_no_risk_the_cover_does_not_get(covers, proxy_factory, tmp
     risks, protos, text = ndpi_risks(pcap)
     assert px.port in risks and cover.port in risks, "flows not found in nDPI output:\n%s" % text[-3000:]
     assert all("TLS" in p for p in protos[px.port]), "the ee flow is not classified as TLS: %s" % protos[px.port]
+    print("\nNDPI ee %s %s | cover %s %s" % (protos[px.port][0], sorted(risks[px.port]), protos[cover.port][0], sorted(risks[cover.port])))
     extra = risks[px.port] - risks[cover.port]
     assert not extra, "nDPI flags the ee session with %s that the cover does not get (cover: %s)" % (extra, risks[cover.port])

@@ -146,7 +146,7 @@ pub fn key_share(group: u16, len: u16, rng: &mut impl RngCore) -> Vec<u8> {
     let mut x25519 = || {
         let mut scalar = [0u8; 32];
         rng.fill_bytes(&mut scalar);
-        x25519_dalek::x25519(scalar, x25519_dalek::X25519_BASEPOINT_BYTES)
+        curve25519_dalek::MontgomeryPoint::mul_base_clamped(scalar).to_bytes()
     };
     match (group, len) {
         (GROUP_X25519, 32) => x25519().to_vec(),

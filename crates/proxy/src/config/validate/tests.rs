@@ -176,3 +176,19 @@ mod example_file {
         assert_eq!(c.listen.len(), 2);
     }
 }
+
+#[test]
+fn cover_emulation_settings() {
+    let c = parse("[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\n").unwrap();
+    assert!(c.fake_tls.emulate_cover);
+    assert_eq!(c.fake_tls.cover_refresh, d::COVER_REFRESH);
+    assert_eq!(c.cover_cache_path(Path::new("/etc/p.toml")), Path::new("/etc/p.toml.covers"));
+    let c = parse("[fake_tls]\nemulate_cover = false\ncover_refresh = \"1h\"\ncover_cache = \"/var/lib/p/covers\"\n").unwrap();
+    assert!(!c.fake_tls.emulate_cover);
+    assert_eq!(c.fake_tls.cover_refresh, std::time::Duration::from_secs(3600));
+    assert_eq!(c.cover_cache_path(Path::new("/etc/p.toml")), Path::new("/var/lib/p/covers"));
+    let e = parse("[fake_tls]\n\ncover_refresh = \"10s\"\n").unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:3:") && e.contains("shorter than a minute") && e.contains("6h"), "{e}");
+    let e = parse("[fake_tls]\ncover_cache = \" \"\n").unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2:") && e.contains("`cover_cache` is empty"), "{e}");
+}
