@@ -184,7 +184,8 @@ class Proxy:
     def __init__(self, workdir: Path, users: list[User], dc: FakeDC, mask: str | None = None,
                  fronting: bool = True, allow_any_transport: bool = False, timeouts: dict | None = None,
                  max_clock_skew: str = "20m", listen: list[str] | None = None,
-                 extra_args: list[str] = (), dc_in_config: bool = False, config_via_env: bool = False):
+                 extra_args: list[str] = (), dc_in_config: bool = False, config_via_env: bool = False,
+                 fake_tls: dict | None = None):
         self.users = users
         self.dc = dc
         self.host = "127.0.0.1"
@@ -199,7 +200,8 @@ class Proxy:
                  'public_host = "127.0.0.1"', "workers = 1",
                  "allow_any_transport = %s" % str(allow_any_transport).lower(), "",
                  "[timeouts]"] + ['%s = "%s"' % kv for kv in t.items()] + [
-                 "", "[fake_tls]", 'max_clock_skew = "%s"' % max_clock_skew, "",
+                 "", "[fake_tls]", 'max_clock_skew = "%s"' % max_clock_skew] + [
+                 "%s = %s" % kv for kv in (fake_tls or {}).items()] + ["",
                  "[fronting]", "enabled = %s" % str(fronting).lower()]
         if mask:
             lines.append('mask_host = "%s"' % mask)

@@ -117,6 +117,20 @@ def test_flight_has_the_covers_shape(name, covers, proxy_factory):
     px.assert_no_secrets()
 
 
+def test_without_emulation_a_prober_tells_the_flight_apart(covers, proxy_factory):
+    """The control of the test above: with `emulate_cover = false` the flight is the generic one
+    of protocol doc 4.7, and the same comparison sees it (so the comparison is not vacuous)."""
+    cover = covers["nginx"]
+    bob = User("bob", "ee", domain=DOMAIN)
+    px = proxy_factory([bob], mask=cover.addr, fake_tls={"emulate_cover": "false"})
+    ref = read_flight(cover.host, cover.port, tdlib_like_hello(DOMAIN))
+    ours = emulated_flight(px, bob, apple=False)
+    assert ours.ja3s() == "771,4865,51-43" != ref.ja3s() == "771,4865,43-51"
+    assert 2500 + 5 <= ours.encrypted_total < 4700 + 5 and ours.encrypted_total != ref.encrypted_total
+    time.sleep(1)
+    assert not Path(str(px.config) + ".covers").exists(), "nothing is learned when emulation is off"
+
+
 def _random(n: int) -> bytes:
     while True:
         b = os.urandom(n)
