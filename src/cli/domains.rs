@@ -77,8 +77,18 @@ pub fn check_domain(domain: &str) {
 /// clients get the cover's shape from the proxy's first connection. Prints the outcome; never
 /// fails: the running proxy keeps trying on its own.
 pub fn learn_cover(config_path: &Path, cfg: &Config, domain: &str) {
+    match learn_cover_into(&cfg.cover_cache_path(config_path), cfg, domain) {
+        Some(Ok(m)) => eprintln!("{m}"),
+        Some(Err(m)) => eprintln!("warning: {m}"),
+        None => {}
+    }
+}
+
+/// [`learn_cover`] into the cache file at `cache` (setup passes the host's path of a
+/// container's file). `None` when emulation is off; else the message to show.
+pub fn learn_cover_into(cache: &Path, cfg: &Config, domain: &str) -> Option<Result<String, String>> {
     if !cfg.fake_tls.emulate_cover {
-        return;
+        return None;
     }
     let target = fronting::cover_target(cfg, domain);
     let learned = tokio::runtime::Builder::new_current_thread()
@@ -86,16 +96,16 @@ pub fn learn_cover(config_path: &Path, cfg: &Config, domain: &str) {
         .build()
         .map_err(|e| e.to_string())
         .and_then(|rt| rt.block_on(cover::learn::learn(domain, &target, CHECK_TIMEOUT)).map_err(|e| e.to_string()));
-    match learned {
+    Some(match learned {
         Ok(profile) => {
             let shape = profile.variants.get("default").or_else(|| profile.variants.values().next()).map(|v| v.describe()).unwrap_or_default();
-            match CoverCache::update(&cfg.cover_cache_path(config_path), profile) {
-                Ok(()) => eprintln!("learned: the TLS flight of {domain} from {target} ({shape}); fake-TLS clients get the same shape"),
-                Err(e) => eprintln!("warning: learned the TLS flight of {domain} but cannot keep it: {e}"),
+            match CoverCache::update(cache, profile) {
+                Ok(()) => Ok(format!("learned: the TLS flight of {domain} from {target} ({shape}); fake-TLS clients get the same shape")),
+                Err(e) => Err(format!("learned the TLS flight of {domain} but cannot keep it: {e}")),
             }
         }
-        Err(e) => eprintln!("warning: cannot learn the TLS flight of {domain} from {target} ({e}); the proxy keeps trying and uses the generic flight until then"),
-    }
+        Err(e) => Err(format!("cannot learn the TLS flight of {domain} from {target} ({e}); the proxy keeps trying and uses the generic flight until then")),
+    })
 }
 
 /// Connect to `addr` and ask for a ServerHello for `domain`; `Ok(None)`: no answer in time.

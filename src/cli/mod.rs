@@ -6,7 +6,7 @@
 //! A "secret" is a user without a chosen name: `add-secret` creates a user named
 //! `secret-XXXXXX`, and the secret commands find users by any client form of their secret.
 
-mod domains;
+pub(crate) mod domains;
 mod output;
 mod reload;
 mod settings;

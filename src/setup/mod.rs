@@ -458,6 +458,8 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         None => None,
     };
 
+    learn_covers(&paths, rt, &mut steps);
+
     let mut new_state = InstallState {
         runtime: rt.name().into(),
         port: answers.port,
@@ -573,6 +575,30 @@ fn own_domain_step(own: &OwnDomain, nginx: &owndomain::NginxPaths, site_is_ours:
 }
 
 /// UFW and fail2ban through the binary's own commands; reported, never fatal.
+/// Learn every fake-TLS cover's flight now (`mtproxy_core::cover`), so clients get the cover's
+/// shape from the proxy's first connection; a container's cache file is written through its
+/// host folder. Never fails: the proxy keeps trying on its own.
+fn learn_covers(paths: &Paths, rt: Runtime, steps: &mut Steps) {
+    let Ok(cfg) = mtproxy_core::config::load(&paths.config_file()) else { return };
+    let domains = cfg.fake_tls_domains();
+    if domains.is_empty() || !cfg.fake_tls.emulate_cover {
+        return;
+    }
+    steps.next("Learning the cover sites' TLS flights");
+    let cache = cfg.cover_cache_path(&paths.config_file());
+    let cache = match cache.strip_prefix(templates::IN_DATA_DIR) {
+        Ok(rest) if rt.is_container() => paths.data_dir.join(rest),
+        _ => cache,
+    };
+    for d in domains {
+        match crate::cli::domains::learn_cover_into(&cache, &cfg, d) {
+            Some(Ok(m)) => steps.detail(&m),
+            Some(Err(m)) => steps.detail(&format!("warning: {m}")),
+            None => {}
+        }
+    }
+}
+
 fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: Option<&InstallState>, state: &mut InstallState, steps: &Steps) {
     let bin = paths.binary();
     let cfg = paths.config_file();

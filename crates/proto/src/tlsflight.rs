@@ -206,7 +206,10 @@ fn parse_server_hello(msg: &[u8]) -> Result<(ServerHelloLayout, u8), FlightError
     let compression = m(body.get(p + 2..p + 3))?[0];
     p += 3;
     let mut extensions = Vec::new();
-    let mut version = be16(&body[..2]);
+    // TLS 1.3 is only ever chosen through supported_versions (RFC 8446 §4.1.3); the legacy
+    // field says 1.2 then, and is what is reported when the extension is missing.
+    let legacy = be16(&body[..2]);
+    let mut version = None;
     if let Some(lenb) = body.get(p..p + 2) {
         let ext_end = p + 2 + be16(lenb) as usize;
         let mut e = m(body.get(p + 2..ext_end))?;
@@ -217,16 +220,18 @@ fn parse_server_hello(msg: &[u8]) -> Result<(ServerHelloLayout, u8), FlightError
             extensions.push(match kind {
                 0x0033 if len >= 4 => HelloExtension::KeyShare { group: be16(&data[..2]), len: be16(&data[2..4]) },
                 0x002b if len == 2 => {
-                    version = be16(data);
-                    HelloExtension::SupportedVersions(version)
+                    version = Some(be16(data));
+                    HelloExtension::SupportedVersions(be16(data))
                 }
                 _ => HelloExtension::Other { kind, body: data.to_vec() },
             });
             e = &e[4 + len..];
         }
     }
-    if version != TLS13 {
-        return Err(FlightError::NotTls13(version));
+    match version {
+        Some(TLS13) => {}
+        Some(v) => return Err(FlightError::NotTls13(v)),
+        None => return Err(FlightError::NotTls13(legacy)),
     }
     Ok((ServerHelloLayout { cipher, compression, extensions }, sid_len))
 }
@@ -466,6 +471,11 @@ mod tests {
         tls12[85..87].copy_from_slice(&[0x03, 0x03]);
         assert_eq!(parse_flight(&tls12), Err(FlightError::NotTls13(0x0303)));
         assert_eq!(parse_flight(&openssl_like_flight()[..60]), Err(FlightError::Incomplete));
+        // 1.3 is chosen only through supported_versions, never through the legacy field (fuzz).
+        let mut legacy13 = openssl_like_flight();
+        legacy13[9..11].copy_from_slice(&[0x03, 0x04]);
+        legacy13[81..87].copy_from_slice(&[0x00, 0x2c, 0x00, 0x02, 0x03, 0x04]);
+        assert_eq!(parse_flight(&legacy13), Err(FlightError::NotTls13(0x0304)));
     }
 
     #[test]

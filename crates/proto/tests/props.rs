@@ -475,3 +475,74 @@ proptest! {
         }
     }
 }
+
+/// A ServerHello layout as a cover site might send it: key_share and supported_versions in
+/// either order, other extensions around them, a key share of any group and length.
+fn layout() -> impl Strategy<Value = mtproxy_proto::tlsflight::ServerHelloLayout> {
+    use mtproxy_proto::tlsflight::{HelloExtension, ServerHelloLayout, TLS13};
+    (
+        any::<u16>(),
+        any::<u8>(),
+        any::<u16>(),
+        1u16..1200,
+        any::<bool>(),
+        prop::collection::vec((0x0100u16..0x0200, prop::collection::vec(any::<u8>(), 0..40)), 0..3),
+    )
+        .prop_map(|(cipher, compression, group, len, versions_first, others)| {
+            let ks = HelloExtension::KeyShare { group, len };
+            let sv = HelloExtension::SupportedVersions(TLS13);
+            let mut extensions = if versions_first { vec![sv, ks] } else { vec![ks, sv] };
+            for (kind, body) in others {
+                extensions.push(HelloExtension::Other { kind, body });
+            }
+            ServerHelloLayout { cipher, compression, extensions }
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// What the proxy sends in a learned layout is read back as that layout by the same parser
+    /// that learns covers, with one encrypted record, and verifies as a client verifies it.
+    #[test]
+    fn a_shaped_flight_reads_back_as_its_layout(
+        layout in layout(),
+        secret in secret(),
+        client_random in any::<[u8; 32]>(),
+        app_len in 0usize..16640,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let (_, share_len) = layout.key_share().unwrap();
+        let share = vec![0x5au8; share_len as usize];
+        let app = vec![0xa5u8; app_len];
+        let flight = server_hello(&secret, &ServerHelloParams { client_random: &client_random, session_id: &[7; 32], layout: &layout, cipher: layout.cipher, key_share: &share, app_data: &app });
+        let parsed = mtproxy_proto::tlsflight::parse_flight(&flight).unwrap();
+        prop_assert_eq!(&parsed.layout, &layout);
+        prop_assert!(parsed.change_cipher_spec);
+        prop_assert_eq!(parsed.encrypted, vec![app_len]);
+        prop_assert_eq!(parsed.session_id_len, 32);
+        prop_assert_eq!(verify_server_hello(&secret, &client_random, &flight), Some(flight.len()));
+        // A flight still arriving never reads as more than it is.
+        if let Ok(part) = mtproxy_proto::tlsflight::parse_flight(&flight[..cut.index(flight.len())]) {
+            prop_assert_eq!(part.layout, layout);
+            prop_assert!(part.encrypted.is_empty());
+        }
+    }
+
+    /// The opening classifier never panics and waits only while an init can still arrive.
+    #[test]
+    fn openings_are_classified_without_waiting_past_an_init(
+        data in prop::collection::vec(any::<u8>(), 0..200),
+        tls in any::<bool>(),
+        obfs in any::<bool>(),
+    ) {
+        use mtproxy_proto::opening::{classify, Accepts, Opening};
+        let verdict = classify(&data, Accepts { fake_tls: tls, obfuscated2: obfs });
+        if verdict == Opening::NeedMore {
+            prop_assert!(data.len() < INIT_LEN || data.is_empty());
+        }
+        if !tls && !obfs && !data.is_empty() {
+            prop_assert!(matches!(verdict, Opening::Front(_)));
+        }
+    }
+}
