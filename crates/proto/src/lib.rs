@@ -15,16 +15,19 @@
 //! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links;
 //! `proxy_protocol` parses the PROXY v1/v2 header a front such as HAProxy puts before all that.
 //! `rpc` is the middle-proxy protocol (reference §5) used when an ad tag is set.
-//! `secret` holds the 16-byte key and the client-side forms; `links` renders proxy links.
+//! `socks5` and `http_connect` are the client side of the upstream proxies the DC leg can go
+//! through (`[upstream]`).
 
 pub mod crypto;
 pub mod faketls;
 pub mod framing;
+pub mod http_connect;
 pub mod links;
 pub mod obfs2;
 pub mod proxy_protocol;
 pub mod rpc;
 pub mod secret;
+pub mod socks5;
 
 pub use obfs2::ProtoTag;
 pub use secret::{Secret, SecretKind};
