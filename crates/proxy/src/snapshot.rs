@@ -57,6 +57,8 @@ pub struct Snapshot {
     by_secret: HashMap<Secret, usize>,
     /// Overrides from the command line first, then from the file.
     pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
+    /// The `[upstream]` servers in force (direct and middle-end legs go through them).
+    pub router: Arc<crate::upstream::Router>,
 }
 
 impl Snapshot {
@@ -94,7 +96,8 @@ impl Snapshot {
             }
         }
         let by_secret = candidates.iter().enumerate().map(|(i, c)| (c.secret, i)).collect();
-        Snapshot { config, users, candidates, by_secret, dc_overrides }
+        let router = Arc::new(crate::upstream::Router::new(&config.upstream, stats));
+        Snapshot { config, users, candidates, by_secret, dc_overrides, router }
     }
 
     /// The candidates in the order a handshake tries them: the one holding `hint` (the secret
