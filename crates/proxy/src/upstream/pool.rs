@@ -38,6 +38,7 @@ pub struct Router {
     routes: Vec<Route>,
     direct: Route,
     pub retry_after: Duration,
+    settings: UpstreamSettings,
 }
 
 impl Router {
@@ -56,7 +57,12 @@ impl Router {
             })
             .collect();
         let direct = Route { name: IMPLICIT_DIRECT.into(), kind: UpstreamKind::Direct, weight: 1, dcs: Default::default(), stats: None };
-        Router { routes, direct, retry_after: settings.retry_after }
+        Router { routes, direct, retry_after: settings.retry_after, settings: settings.clone() }
+    }
+
+    /// The section it was built from (a pool built from other settings is replaced).
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.settings
     }
 
     /// Every configured server, in file order.
