@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 from helpers import User, free_port, listening, stop_group, tdlib_many, telethon_many, wait_until
+from test_middle_proxy import middle  # noqa: F401  (the fake middle-end fixture)
 
 DANTED = shutil.which("danted") or "/usr/sbin/danted"
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
@@ -291,3 +292,54 @@ def test_failover_to_the_second_upstream_and_back(proxy_factory, fakedc, daemons
             break
     assert "127.0.0.2" in seen, seen
     assert server_report(stats_port, "first")["up"]
+
+
+def test_reload_switches_new_connections_to_the_new_upstream_set(proxy_factory, fakedc, daemons, tmp_path):
+    """Live reload: a proxy started direct gets a SOCKS5 upstream added to its file and then
+    removed again; after each SIGHUP new connections take the new way."""
+    dante = start_dante(tmp_path, "127.0.0.2")
+    daemons.append(dante)
+    u = User("carol", "classic")
+    px = proxy_factory([u])
+    case = dict(host=px.host, port=px.port, secret=u.client_secret, codec="intermediate")
+
+    def peer_of_next() -> str:
+        before = len(dc_peers(fakedc))
+        r = telethon_many([case])[0]
+        assert r.ok and r.nonce_matches, r.error
+        assert wait_until(lambda: len(dc_peers(fakedc)) > before, 5)
+        return dc_peers(fakedc)[-1]
+
+    def reload(text: str, n: int):
+        px.config.write_text(text)
+        os.kill(px.proc.pid, 1)  # SIGHUP
+        assert wait_until(lambda: px.log().count("configuration reloaded") >= n, 10), px.log()[-2000:]
+
+    assert peer_of_next() == "127.0.0.1"
+    original = px.config.read_text()
+    reload(server_toml("dante", "socks5", dante.port) + original, 1)
+    assert peer_of_next() == "127.0.0.2"
+    reload(original, 2)
+    assert peer_of_next() == "127.0.0.1"
+
+
+def test_middle_end_connections_go_through_socks5(proxy_factory, fakedc, tls_cover, daemons, tmp_path, middle):
+    """Middle-proxy mode: the RPC connection to the (fake) middle-end goes through dante; the
+    handshake keys use the address dante reports it bound (what the middle-end sees), so the
+    fake middle-end accepts the handshake and TDLib gets its answer."""
+    import secrets as _secrets
+    from test_middle_proxy import REQ_PQ_MULTI, requests_with
+    me, promoted = middle
+    dante = start_dante(tmp_path, "127.0.0.2")
+    daemons.append(dante)
+    users = [User("u_classic", "classic"), User("u_dd", "dd")]
+    px = proxy_factory(users + [promoted(_secrets.token_hex(16))], mask=tls_cover.addr,
+                       extra_toml=server_toml("dante", "socks5", dante.port))
+    res = tdlib_many([dict(host=px.host, port=px.port, secret=u.client_secret, action="ping") for u in users])
+    for u, r in zip(users, res):
+        assert r["ok"] and r["result"]["@type"] == "seconds", (u.kind, r)
+    hs = me.snapshot("handshake")
+    assert hs and all(e["peer"].startswith("127.0.0.2:") for e in hs), hs
+    assert requests_with(me, REQ_PQ_MULTI)
+    assert not [e for e in fakedc.snapshot() if e["ev"] == "init"]
+    assert "via=dante" in px.log()
