@@ -175,6 +175,26 @@ mod example_file {
         assert_eq!(c.users.len(), 2);
         assert_eq!(c.listen.len(), 2);
     }
+
+    /// The commented-out `[[upstream.servers]]` examples, uncommented, are a valid section that
+    /// names every field.
+    #[test]
+    fn the_upstream_examples_are_valid_when_uncommented() {
+        let text = include_str!("../../../../../config.example.toml");
+        let start = text.find("[upstream]\n").unwrap();
+        let end = start + text[start..].find("# DC address overrides").unwrap();
+        let section: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|r| r.starts_with("[[") || r.contains(" = ")).or(Some(l).filter(|l| !l.starts_with('#'))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for field in ["name", "type", "address", "username", "password", "weight", "dcs", "retry_after"] {
+            assert!(section.contains(&format!("{field} = ")), "{field} is not documented");
+        }
+        let c = super::parse_str(&section, std::path::Path::new("example")).unwrap();
+        assert_eq!(c.upstream.servers.len(), 2);
+        assert_eq!(c.upstream.servers[1].dcs.rank(-2), 2);
+    }
 }
 
 #[test]
