@@ -343,3 +343,36 @@ def test_middle_end_connections_go_through_socks5(proxy_factory, fakedc, tls_cov
     assert requests_with(me, REQ_PQ_MULTI)
     assert not [e for e in fakedc.snapshot() if e["ev"] == "init"]
     assert "via=dante" in px.log()
+
+
+def test_doctor_reaches_every_dc_through_each_upstream(fakedc, daemons, tmp_path):
+    """`doctor --dc-override` (the fake DC for every id) tries DCs 1-5 through each configured
+    server: dante works (the fake DC sees 127.0.0.2) and says how long it took; a dead server
+    fails with its address named; direct DC checks are only warnings for routed DCs."""
+    from conftest import BIN
+    dante = start_dante(tmp_path, "127.0.0.2")
+    daemons.append(dante)
+    dead = free_port()
+    cfg = tmp_path / "doctor.toml"
+    cfg.write_text('[stats]\nlisten = "127.0.0.1:%d"\n' % free_port()
+                   + server_toml("dante", "socks5", dante.port, dcs='["*"]')
+                   + server_toml("dead", "socks5", dead, dcs="[4]")
+                   + '[users.carol]\nsecret = "%s"\n' % User("carol", "classic").secret)
+    os.chmod(cfg, 0o600)
+    r = subprocess.run([str(BIN), "doctor", "--json", "--config", str(cfg), "--timeout", "2s",
+                        "--dc-override", "*=127.0.0.1:%d" % fakedc.port],
+                       capture_output=True, text=True, timeout=60)
+    out = json.loads(r.stdout)
+    checks = {c["name"]: c for c in out["checks"]}
+    for dc in (1, 2, 3, 5):
+        c = checks["upstream dante dc %d" % dc]
+        assert c["status"] == "ok", c
+        assert "via socks5 127.0.0.1:%d connected in" % dante.port in c["detail"] and "used for this DC" in c["detail"], c
+    c4 = checks["upstream dante dc 4"]
+    assert c4["status"] == "ok" and "not used for this DC" in c4["detail"], c4
+    d4 = checks["upstream dead dc 4"]
+    assert d4["status"] == "fail" and "127.0.0.1:%d" % dead in d4["detail"] and "cannot reach" in d4["detail"], d4
+    assert checks["upstream dead dc 2"]["status"] == "warn", checks["upstream dead dc 2"]
+    assert r.returncode == 1, r.stdout
+    peers = dc_peers(fakedc)
+    assert peers.count("127.0.0.2") >= 5, peers
