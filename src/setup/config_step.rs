@@ -160,6 +160,22 @@ pub fn first_user(cfg: &Config) -> Option<&config::User> {
 }
 
 
+/// Add the `[upstream]` block for Xray's SOCKS inbound to the file, unless it has upstream
+/// servers already (then it is left alone and the admin is told). There is no operator command
+/// for `[upstream]`, so this appends text; the whole result is validated before it is written.
+pub fn route_via_xray(path: &Path, source: &Path, inbound: &crate::setup::xray::SocksInbound, owner: Option<(u32, u32)>) -> Result<String, ConfigStepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Io { path: path.to_path_buf(), action: "reading", source })?;
+    let cfg = config::parse_str(&text, path).map_err(ConfigStepError::Existing)?;
+    if !cfg.upstream.servers.is_empty() || text.lines().any(|l| l.trim() == "[upstream]") {
+        let names: Vec<&str> = cfg.upstream.servers.iter().map(|s| s.name.as_str()).collect();
+        return Ok(format!("note: {} has an [upstream] section already ({}); setup leaves it as it is", path.display(), names.join(", ")));
+    }
+    let next = format!("{}{}", text, crate::setup::xray::upstream_toml(inbound, source));
+    config::parse_str(&next, path).map_err(ConfigStepError::Generated)?;
+    files::write_if_changed(path, next.as_bytes(), 0o600, owner)?;
+    Ok(format!("Telegram is reached through Xray's SOCKS inbound {} ([upstream] added)", inbound.address))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,20 +212,4 @@ mod tests {
         let cfg = config::parse_str(&fresh_text(&Answers::default(), "default", &s, "/d"), Path::new("t")).unwrap();
         assert_eq!(answers_of(&cfg), Answers::default());
     }
-}
-
-/// Add the `[upstream]` block for Xray's SOCKS inbound to the file, unless it has upstream
-/// servers already (then it is left alone and the admin is told). There is no operator command
-/// for `[upstream]`, so this appends text; the whole result is validated before it is written.
-pub fn route_via_xray(path: &Path, source: &Path, inbound: &crate::setup::xray::SocksInbound, owner: Option<(u32, u32)>) -> Result<String, ConfigStepError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Io { path: path.to_path_buf(), action: "reading", source })?;
-    let cfg = config::parse_str(&text, path).map_err(ConfigStepError::Existing)?;
-    if !cfg.upstream.servers.is_empty() || text.lines().any(|l| l.trim() == "[upstream]") {
-        let names: Vec<&str> = cfg.upstream.servers.iter().map(|s| s.name.as_str()).collect();
-        return Ok(format!("note: {} has an [upstream] section already ({}); setup leaves it as it is", path.display(), names.join(", ")));
-    }
-    let next = format!("{}{}", text, crate::setup::xray::upstream_toml(inbound, source));
-    config::parse_str(&next, path).map_err(ConfigStepError::Generated)?;
-    files::write_if_changed(path, next.as_bytes(), 0o600, owner)?;
-    Ok(format!("Telegram is reached through Xray's SOCKS inbound {} ([upstream] added)", inbound.address))
 }
