@@ -376,3 +376,51 @@ def test_doctor_reaches_every_dc_through_each_upstream(fakedc, daemons, tmp_path
     assert r.returncode == 1, r.stdout
     peers = dc_peers(fakedc)
     assert peers.count("127.0.0.2") >= 5, peers
+
+
+@pytest.mark.parametrize("kind", ["socks5", "http"])
+def test_middle_config_fetch_goes_through_the_upstream(proxy_factory, fakedc, daemons, tmp_path, middle, kind):
+    """The middle-proxy configuration (here proxy_config_url on a loopback HTTP server) is
+    fetched through the [upstream] server (dante, or tinyproxy with basic auth): the HTTP
+    server sees the upstream's own address."""
+    import http.server
+    import secrets as _secrets
+    import threading
+    me, promoted = middle
+    p = promoted(_secrets.token_hex(16))
+    body = p.conf_file.read_bytes()
+    peers: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            peers.append(self.client_address[0])
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        if kind == "socks5":
+            up = start_dante(tmp_path, "127.0.0.2")
+            entry = server_toml("up", "socks5", up.port)
+        else:
+            creds = ("tpuser", "Tp-fetch-9d1")
+            up = start_tinyproxy(tmp_path, "127.0.0.2", srv.server_address[1], creds)
+            entry = server_toml("up", "http", up.port, creds)
+        daemons.append(up)
+        text = p.toml().replace('proxy_config_url = "%s"' % p.conf_file,
+                                'proxy_config_url = "http://127.0.0.1:%d/getProxyConfig"' % srv.server_address[1])
+        assert "http://127.0.0.1" in text
+        p.toml = lambda: text
+        px = proxy_factory([User("carol", "dd"), p], extra_toml=entry)
+        assert wait_until(lambda: peers, 15), px.log()[-3000:]
+        assert set(peers) == {"127.0.0.2"}, peers
+        assert "refresh failed" not in px.log(), px.log()[-3000:]
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -42,12 +42,17 @@ impl HttpConnectError {
 pub fn connect_request(target: SocketAddr, auth: Option<(&str, &str)>) -> Vec<u8> {
     let mut out = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some((user, password)) = auth {
-        out.push_str("Proxy-Authorization: Basic ");
-        out.push_str(&base64(format!("{user}:{password}").as_bytes()));
+        out.push_str("Proxy-Authorization: ");
+        out.push_str(&basic_credentials(user, password));
         out.push_str("\r\n");
     }
     out.push_str("\r\n");
     out.into_bytes()
+}
+
+/// The value of a `Proxy-Authorization` header for basic authentication.
+pub fn basic_credentials(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
 }
 
 /// `Ok(Some((status, head_len)))` once a 2xx head has ended; bytes after `head_len` belong to

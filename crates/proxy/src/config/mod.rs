@@ -228,6 +228,9 @@ pub struct MiddleSettings {
     pub nat_ip: Option<IpAddr>,
     /// Connections kept per middle-end cluster; clients are multiplexed over them.
     pub connections_per_dc: usize,
+    /// The `[upstream]` server the configuration fetch goes through (the first `socks5` or
+    /// `http` entry with `dcs = ["*"]`); `None`: direct.
+    pub fetch_via: Option<UpstreamServer>,
 }
 
 /// The bearer token the stats listener requires (`[stats] token`). Never printed: `Debug`

@@ -120,9 +120,10 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         usage_file,
     };
     let stats = stats::settings(&ctx, &raw.stats)?;
-    let (ad_tag, middle) = promoted::settings(&ctx, &raw.promoted_channel)?;
+    let (ad_tag, mut middle) = promoted::settings(&ctx, &raw.promoted_channel)?;
     let dc_overrides = dc_overrides::settings(&ctx, &raw.dc_overrides)?;
     let upstream = upstream::settings(&ctx, &raw.upstream)?;
+    middle.fetch_via = upstream::fetch_via(&upstream);
     let users = users::settings(&ctx, &raw.users)?;
 
     Ok(Config {

@@ -118,3 +118,9 @@ fn selection(ctx: &Ctx<'_>, name: &str, v: &Spanned<Vec<DcItem>>) -> Result<DcSe
     }
     Ok(sel)
 }
+
+/// The server the middle-proxy configuration fetch goes through: the first proxy entry (not
+/// `direct`) that carries every DC.
+pub(super) fn fetch_via(u: &UpstreamSettings) -> Option<UpstreamServer> {
+    u.servers.iter().find(|s| s.dcs.any && s.kind.address().is_some()).cloned()
+}
