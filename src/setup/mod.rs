@@ -195,7 +195,7 @@ impl SetupArgs {
 /// Whether to send the DC leg through the VLESS stack's Xray SOCKS inbound, and which one:
 /// looked for only when the VLESS stack is there (its compose file) or `--xray-config` names a
 /// file; the wizard asks (default no), a non-interactive run follows `--upstream-xray`.
-fn xray_choice(args: &SetupArgs, paths: &Paths, interactive: bool) -> Result<Option<(PathBuf, xray::SocksInbound)>, SetupError> {
+fn xray_choice(args: &SetupArgs, paths: &Paths, interactive: bool, published: bool) -> Result<Option<(PathBuf, xray::SocksInbound)>, SetupError> {
     let candidates: Vec<PathBuf> = match &args.xray_config {
         Some(p) => vec![p.clone()],
         None if paths.vless_compose.is_file() => xray::CANDIDATES.iter().map(PathBuf::from).collect(),
@@ -220,6 +220,10 @@ fn xray_choice(args: &SetupArgs, paths: &Paths, interactive: bool) -> Result<Opt
     };
     if !use_it {
         return Ok(None);
+    }
+    if published {
+        // A container with published ports has its own loopback: Xray's inbound is not there.
+        return Err(Invalid(format!("routing through Xray's inbound {} needs the host network: run setup with --network host (the default)", inbound.address)).into());
     }
     println!("  upstream        Xray SOCKS inbound {} ({})", inbound.address, source.display());
     Ok(Some((source, inbound)))
@@ -310,7 +314,7 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         }
         println!("vless-mtproxy setup (non-interactive):\n{}", wizard::summary(&answers));
     }
-    let via_xray = xray_choice(&args, &paths, interactive)?;
+    let via_xray = xray_choice(&args, &paths, interactive, rt.is_container() && publish)?;
     if answers.kind == Kind::Ee && answers.domain.is_none() {
         return Err(Invalid("the ee kind needs a cover domain: pass --domain www.example.com (a real HTTPS site that is not blocked)".into()).into());
     }
