@@ -190,9 +190,44 @@ pub fn first_user(cfg: &Config) -> Option<&config::User> {
 }
 
 
+/// Add the `[upstream]` block for Xray's SOCKS inbound to the file, unless it has upstream
+/// servers already (then it is left alone and the admin is told). There is no operator command
+/// for `[upstream]`, so this appends text; the whole result is validated before it is written.
+pub fn route_via_xray(path: &Path, source: &Path, inbound: &crate::setup::xray::SocksInbound, owner: Option<(u32, u32)>) -> Result<String, ConfigStepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Io { path: path.to_path_buf(), action: "reading", source })?;
+    let cfg = config::parse_str(&text, path).map_err(ConfigStepError::Existing)?;
+    if !cfg.upstream.servers.is_empty() || text.lines().any(|l| l.trim() == "[upstream]") {
+        let names: Vec<&str> = cfg.upstream.servers.iter().map(|s| s.name.as_str()).collect();
+        return Ok(format!("note: {} has an [upstream] section already ({}); setup leaves it as it is", path.display(), names.join(", ")));
+    }
+    let next = format!("{}{}", text, crate::setup::xray::upstream_toml(inbound, source));
+    config::parse_str(&next, path).map_err(ConfigStepError::Generated)?;
+    files::write_if_changed(path, next.as_bytes(), 0o600, owner)?;
+    Ok(format!("Telegram is reached through Xray's SOCKS inbound {} ([upstream] added)", inbound.address))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_via_xray_appends_once_and_keeps_an_existing_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let s = Secret::from_bytes([7; 16]);
+        std::fs::write(&path, fresh_text(&Answers::default(), "default", &s, "/var/lib/x")).unwrap();
+        let inbound = crate::setup::xray::SocksInbound { address: "127.0.0.1:10808".into(), tag: Some("socks-in".into()), credentials: Some(("tg".into(), "pw".into())) };
+        let xray = Path::new("/opt/vless/config/xray_config.json");
+        let said = route_via_xray(&path, xray, &inbound, None).unwrap();
+        assert!(said.contains("[upstream] added"), "{said}");
+        let cfg = config::load(&path).unwrap();
+        assert_eq!(cfg.upstream.servers.len(), 1);
+        assert_eq!(cfg.users.len(), 1, "the users are kept");
+        let once = std::fs::read_to_string(&path).unwrap();
+        let again = route_via_xray(&path, xray, &inbound, None).unwrap();
+        assert!(again.contains("leaves it as it is"), "{again}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), once, "a second run changes nothing");
+    }
 
     #[test]
     fn fresh_text_validates_for_every_kind() {

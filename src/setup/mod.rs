@@ -19,6 +19,7 @@ mod runtime;
 pub mod state;
 pub mod templates;
 mod wizard;
+pub mod xray;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,6 +78,14 @@ pub struct SetupArgs {
     /// The VLESS stack's compose file; the service is added to it when it exists.
     #[arg(long, default_value = options::DEFAULT_VLESS_COMPOSE)]
     vless_compose: PathBuf,
+    /// Send the proxy's connections to Telegram through the VLESS stack's Xray SOCKS inbound
+    /// (a `socks` inbound on loopback in Xray's config; read only). Without this flag a
+    /// non-interactive run does not; the wizard asks when it finds one.
+    #[arg(long)]
+    upstream_xray: bool,
+    /// Xray's config JSON (default: the VLESS layouts' usual places).
+    #[arg(long, value_name = "FILE")]
+    xray_config: Option<PathBuf>,
     /// Passed to `serve`: send DC ID to HOST:PORT (repeatable).
     #[arg(long = "dc-override", value_name = "ID=HOST:PORT")]
     dc_overrides: Vec<String>,
@@ -294,6 +303,43 @@ fn points_here(domain: &str) -> bool {
     !ips.is_empty() && ips.iter().all(|i| mine.contains(i))
 }
 
+/// Whether to send the DC leg through the VLESS stack's Xray SOCKS inbound, and which one:
+/// looked for only when the VLESS stack is there (its compose file) or `--xray-config` names a
+/// file; the wizard asks (default no), a non-interactive run follows `--upstream-xray`.
+fn xray_choice(args: &SetupArgs, paths: &Paths, interactive: bool, published: bool) -> Result<Option<(PathBuf, xray::SocksInbound)>, SetupError> {
+    let candidates: Vec<PathBuf> = match &args.xray_config {
+        Some(p) => vec![p.clone()],
+        None if paths.vless_compose.is_file() => xray::CANDIDATES.iter().map(PathBuf::from).collect(),
+        None => Vec::new(),
+    };
+    let found = xray::find(&candidates);
+    let Some((source, inbound)) = found else {
+        if args.upstream_xray {
+            let looked = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            return Err(Invalid(format!("--upstream-xray: no `socks` inbound on a loopback address was found in Xray's config (looked at: {}); pass --xray-config FILE", if looked.is_empty() { "nothing: no VLESS stack here".into() } else { looked })).into());
+        }
+        return Ok(None);
+    };
+    let use_it = if args.upstream_xray {
+        true
+    } else if interactive {
+        let stdin = std::io::stdin();
+        let mut w = wizard::Wizard::new(stdin.lock(), std::io::stdout());
+        w.ask_upstream_xray(&inbound.address, &source)?
+    } else {
+        false
+    };
+    if !use_it {
+        return Ok(None);
+    }
+    if published {
+        // A container with published ports has its own loopback: Xray's inbound is not there.
+        return Err(Invalid(format!("routing through Xray's inbound {} needs the host network: run setup with --network host (the default)", inbound.address)).into());
+    }
+    println!("  upstream        Xray SOCKS inbound {} ({})", inbound.address, source.display());
+    Ok(Some((source, inbound)))
+}
+
 /// Numbered progress lines.
 struct Steps {
     total: usize,
@@ -394,6 +440,7 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         }
         println!("vless-mtproxy setup (non-interactive):\n{}", wizard::summary(&answers));
     }
+    let via_xray = xray_choice(&args, &paths, interactive, rt.is_container() && publish)?;
     if answers.kind == Kind::Ee && answers.domain.is_none() {
         return Err(Invalid("the ee kind needs a cover domain: pass --domain www.example.com (a real HTTPS site that is not blocked)".into()).into());
     }
@@ -448,6 +495,9 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     }
     for n in &outcome.notes {
         steps.detail(&format!("note: {n}"));
+    }
+    if let Some((source, inbound)) = &via_xray {
+        steps.detail(&config_step::route_via_xray(&paths.config_file(), source, inbound, cfg_owner)?);
     }
 
     let own_state = match &answers.own {

@@ -225,6 +225,19 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
     }
 }
 
+impl<R: BufRead, W: Write> Wizard<R, W> {
+    /// Offer the VLESS stack's Xray SOCKS inbound for the DC leg (default no: direct is what
+    /// works on most hosts, and Xray then carries Telegram's traffic too).
+    pub fn ask_upstream_xray(&mut self, address: &str, source: &std::path::Path) -> Result<bool, WizardError> {
+        writeln!(
+            self.out,
+            "Xray has a SOCKS inbound on {address} ({}). Where this host's own route to Telegram is filtered,\nthe proxy can reach Telegram through it (Xray's config is not changed).",
+            source.display()
+        )?;
+        self.ask("Send the proxy's connections to Telegram through Xray? (y/n)", "n", |s| options::parse_yes_no(s, false))
+    }
+}
+
 /// The answers as the admin reads them, before and after the install.
 pub fn summary(a: &Answers) -> String {
     let mut s = format!("  port            {}\n  workers         {}\n  secret kind     {}\n", a.port, a.workers, a.kind.name());
@@ -293,6 +306,18 @@ mod tests {
         // A domain that does not point here is not offered.
         let (r, out) = drive("y\n\n\nee\nwww.example.com\n\ny\n", &|_| false);
         assert!(matches!(r.unwrap(), WizardResult::Proceed(Answers { own: None, .. })) && !out.contains("own domain"));
+    }
+
+    #[test]
+    fn the_xray_question_defaults_to_no() {
+        let ask = |input: &str| {
+            let mut out = Vec::new();
+            let r = Wizard::new(input.as_bytes(), &mut out).ask_upstream_xray("127.0.0.1:10808", std::path::Path::new("/x.json")).unwrap();
+            (r, String::from_utf8(out).unwrap())
+        };
+        let (r, out) = ask("\n");
+        assert!(!r && out.contains("SOCKS inbound on 127.0.0.1:10808 (/x.json)") && out.contains("[n]: "), "{out}");
+        assert!(ask("y\n").0);
     }
 
     #[test]

@@ -185,7 +185,7 @@ class Proxy:
                  fronting: bool = True, allow_any_transport: bool = False, timeouts: dict | None = None,
                  max_clock_skew: str = "20m", listen: list[str] | None = None,
                  extra_args: list[str] = (), dc_in_config: bool = False, config_via_env: bool = False,
-                 fake_tls: dict | None = None):
+                 fake_tls: dict | None = None, extra_toml: str = ""):
         self.users = users
         self.dc = dc
         self.host = "127.0.0.1"
@@ -208,6 +208,8 @@ class Proxy:
         if dc_in_config:
             lines += ["", "[dc_overrides]", '"*" = "127.0.0.1:%d"' % dc.port]
         lines.append("")
+        if extra_toml:
+            lines += [extra_toml, ""]
         self.config.write_text("\n".join(lines) + "\n" + "\n".join(u.toml() for u in users))
         os.chmod(self.config, 0o600)
         env = dict(os.environ, NO_COLOR="1")

@@ -76,7 +76,9 @@ def test_missing_host_component_exits_3(layout):
 def test_bad_input_exits_1_and_changes_nothing(layout):
     for args, words in ((["--port", "70000"], "1 to 65535"), (["--workers", "0"], "1 to 256"),
                         (["--kind", "tls"], "classic, dd"), (["--kind", "ee", "--domain", "localhost"], "cover domain"),
-                        (["--ad-tag", "xyz"], "32 hex"), (["--kind", "ee"], "--domain")):
+                        (["--ad-tag", "xyz"], "32 hex"), (["--kind", "ee"], "--domain"),
+                        (["--upstream-xray", "--xray-config", str(layout.config_dir.parent / "none.json")],
+                         "no `socks` inbound on a loopback address")):
         r = run(setup_cmd(layout, "--non-interactive", "--runtime", "podman", *args))
         assert r.returncode == 1 and words in r.stderr, (args, r.returncode, r.stderr)
     env = dict(os.environ, MTPROXY_AUTO_MODE="yes", MTPROXY_PORT="0")

@@ -1,7 +1,7 @@
 //! `bench`: the load benchmark of vless-mtproxy (docs/performance.md).
 //!
 //! ```text
-//! bench [--smoke] [--workers N] [--mib N] [--only aes,stall,throughput,latency,handshake,idle]
+//! bench [--smoke] [--workers N] [--mib N] [--only aes,stall,throughput,latency,handshake,idle,socks5]
 //!       [--proxy-bin PATH] [--no-netns]
 //! bench fake-dc ADDR                     (child process: the fake DC)
 //! bench bare-relay ADDR DC_ADDR WORKERS BUF  (child process: the reference relay)
@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: bench [--smoke] [--workers N] [--mib N] [--only LIST] [--proxy-bin PATH] [--no-netns]\n\
-    LIST: comma-separated from aes,stall,throughput,latency,handshake,idle";
+    LIST: comma-separated from aes,stall,throughput,latency,handshake,idle,socks5";
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
     if workers <= 1 {

@@ -26,6 +26,20 @@ pub fn cpu_secs(pid: u32) -> io::Result<f64> {
     Ok((parse(11)? + parse(12)?) as f64 / ticks_per_sec())
 }
 
+/// [`cpu_secs`] of `pid` and of its direct children (dante serves from worker processes).
+pub fn tree_cpu_secs(pid: u32) -> io::Result<f64> {
+    let mut total = cpu_secs(pid)?;
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            total += cpu_secs(child).unwrap_or(0.0);
+        }
+    }
+    Ok(total)
+}
+
 /// Resident set size of `pid` in bytes.
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

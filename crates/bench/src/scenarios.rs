@@ -1,5 +1,7 @@
 //! The scenarios (docs/performance.md): each measures one thing against one target (the proxy
-//! for a client kind, or the bare relay) and prints one JSON line.
+//! for a client kind, or the bare relay) and prints one JSON line. The `socks5` scenario runs
+//! the proxy with an `[upstream]` SOCKS5 server (Debian's dante, started here as a child) and
+//! measures the same throughput and handshake rows through that leg (target `dd+socks5`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,11 +60,19 @@ pub struct Target {
     pub proc: Proc,
     pub kind: Kind,
     pub secret: Secret,
+    /// The `target` field of its rows: the kind's name, or e.g. `dd+socks5`.
+    pub label: &'static str,
+    /// The upstream server the proxy goes through (dropped, and so stopped, with the target).
+    pub upstream: Option<Proc>,
 }
 
 impl Target {
     fn cpu(&self) -> f64 {
         procstat::cpu_secs(self.proc.pid()).unwrap_or(f64::NAN)
+    }
+    /// CPU seconds of the upstream server (all its processes); `None` without one.
+    fn upstream_cpu(&self) -> Option<f64> {
+        self.upstream.as_ref().map(|u| procstat::tree_cpu_secs(u.pid()).unwrap_or(f64::NAN))
     }
     fn rss(&self) -> u64 {
         procstat::rss_bytes(self.proc.pid()).unwrap_or(0)
@@ -173,7 +183,19 @@ impl Bench {
         } else {
             procs::start_proxy(&self.s.proxy_bin, &self.s.dir, addr, self.dc, self.s.workers, kind, &list).map_err(|e| e.to_string())?
         };
-        Ok(Target { proc, kind, secret })
+        Ok(Target { proc, kind, secret, label: kind.name(), upstream: None })
+    }
+
+    /// The proxy for `kind` with dante as its `[upstream]` SOCKS5 server; `None` when dante is
+    /// not installed.
+    pub fn start_via_socks5(&self, kind: Kind) -> Res<Option<Target>> {
+        let Some(bin) = procs::danted() else { return Ok(None) };
+        let dante = procs::start_dante(&bin, &self.s.dir, free_addr()?).map_err(|e| e.to_string())?;
+        let extra = format!("[upstream]\n[[upstream.servers]]\nname = \"dante\"\ntype = \"socks5\"\naddress = \"{}\"\n", dante.addr);
+        let addr = free_addr()?;
+        let list = secrets(1);
+        let proc = procs::start_proxy_with(&self.s.proxy_bin, &self.s.dir, addr, self.dc, self.s.workers, kind, &list, &extra).map_err(|e| e.to_string())?;
+        Ok(Some(Target { proc, kind, secret: list[0], label: "dd+socks5", upstream: Some(dante) }))
     }
 
     /// Single-core AES-256-CTR speed of the crypto crate the proxy uses.
@@ -204,6 +226,7 @@ impl Bench {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let wire: Rc<Vec<u8>> = Rc::new(bulk_wire(CH as usize, t.kind == Kind::Ee));
         let cpu0 = t.cpu();
+        let up_cpu0 = t.upstream_cpu();
         let t0 = Instant::now();
         let mut set = JoinSet::new();
         for mut c in cs.drain(..) {
@@ -235,9 +258,14 @@ impl Bench {
         let cpu = t.cpu() - cpu0;
         drop(done);
         let total = per * conns as u64;
-        self.emit(json!({"scenario": "throughput", "target": t.kind.name(), "dir": if up {"up"} else {"down"},
+        let mut row = json!({"scenario": "throughput", "target": t.label, "dir": if up {"up"} else {"down"},
             "conns": conns, "bytes": total, "secs": r3(secs), "mb_per_s": r3(total as f64 / secs / 1e6),
-            "cpu_s": r3(cpu), "cpu_s_per_gb": r3(cpu / (total as f64 / 1e9)), "workers": self.s.workers}));
+            "cpu_s": r3(cpu), "cpu_s_per_gb": r3(cpu / (total as f64 / 1e9)), "workers": self.s.workers});
+        if let (Some(a), Some(b)) = (up_cpu0, t.upstream_cpu()) {
+            // The upstream server's own cost, for comparison (not part of the proxy's).
+            row["upstream_cpu_s_per_gb"] = json!(r3((b - a) / (total as f64 / 1e9)));
+        }
+        self.emit(row);
         Ok(())
     }
 
@@ -281,7 +309,7 @@ impl Bench {
         let secs = t0.elapsed().as_secs_f64();
         all.sort_unstable();
         let msgs = all.len();
-        self.emit(json!({"scenario": "latency", "target": t.kind.name(), "size": size, "conns": conns,
+        self.emit(json!({"scenario": "latency", "target": t.label, "size": size, "conns": conns,
             "round_trips": msgs, "secs": r3(secs), "p50_us": pct(&all, 0.5), "p99_us": pct(&all, 0.99),
             "p999_us": pct(&all, 0.999), "cpu_us_per_round_trip": r3(median(&mut per_rep)),
             "cpu_us_per_round_trip_reps": per_rep.iter().map(|x| r3(*x)).collect::<Vec<_>>()}));
@@ -301,10 +329,16 @@ impl Bench {
     /// connect -> handshake -> first echo -> close, `par` at a time.
     pub async fn handshakes(&mut self, kind: Kind, users: usize, clients: Clients) -> Res<()> {
         let t = self.start(kind, users)?;
+        self.handshakes_on(&t, users, clients).await
+    }
+
+    /// [`Bench::handshakes`] against a target already started with `users` users.
+    pub async fn handshakes_on(&mut self, t: &Target, users: usize, clients: Clients) -> Res<()> {
+        let kind = t.kind;
         let count: usize = if self.s.smoke { 10 } else if users >= 1000 { 600 } else { 3000 };
         let par = 8;
         // Warm-up (runtime threads, allocator).
-        drop(open_many(&t, 8, 8, Some((b'E', 0))).await?);
+        drop(open_many(t, 8, 8, Some((b'E', 0))).await?);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (addr, secret) = (t.proc.addr, t.secret);
         let reps = self.reps();
@@ -342,7 +376,7 @@ impl Bench {
         let secs = t0.elapsed().as_secs_f64();
         let n = per * par * reps;
         let m = median(&mut per_rep);
-        self.emit(json!({"scenario": "handshake", "target": kind.name(), "users": users, "clients": clients.name(), "count": n,
+        self.emit(json!({"scenario": "handshake", "target": t.label, "users": users, "clients": clients.name(), "count": n,
             "secs": r3(secs), "per_s": r3(n as f64 / secs),
             "cpu_s_per_1000": r3(m), "cpu_us_each": r3(m * 1000.0),
             "cpu_s_per_1000_reps": per_rep.iter().map(|x| r3(*x)).collect::<Vec<_>>()}));
@@ -432,6 +466,21 @@ impl Bench {
         Ok(())
     }
 
+    /// Throughput both ways (16 connections) and handshakes (one user) through a SOCKS5
+    /// upstream (dante); a `socks5` row says whether it ran.
+    pub async fn socks5(&mut self) -> Res<()> {
+        let Some(t) = self.start_via_socks5(Kind::Dd)? else {
+            self.emit(json!({"scenario": "socks5", "ran": false, "why": "danted (Debian package dante-server) is not installed"}));
+            return Ok(());
+        };
+        for up in [true, false] {
+            self.throughput(&t, up, 16).await?;
+        }
+        self.handshakes_on(&t, 1, Clients::OneAddress).await?;
+        self.emit(json!({"scenario": "socks5", "ran": true, "target": t.label, "upstream": "dante"}));
+        Ok(())
+    }
+
     /// Ratios against the floor and the targets of docs/performance.md, from this run's rows.
     pub fn summary(&mut self) {
         let find = |f: &dyn Fn(&Value) -> bool| self.results.iter().find(|v| f(v)).cloned();
@@ -493,6 +542,19 @@ impl Bench {
         for v in self.results.iter().filter(|v| v["scenario"] == "idle" && v["conns"].as_u64() == most) {
             rows.push(json!({"what": "idle_rss_bytes_per_conn", "target": v["target"], "conns": v["conns"],
                 "value": v["rss_bytes_per_conn"], "goal_max": 4096}));
+        }
+        // The upstream leg's cost: the proxy's CPU through dante against the same proxy direct.
+        for dir in ["up", "down"] {
+            let row = |target: &str| find(&|v| v["scenario"] == "throughput" && v["target"] == target && v["dir"] == dir && v["conns"] == 16);
+            if let (Some(via), Some(direct)) = (num(&row("dd+socks5"), "cpu_s_per_gb"), num(&row("dd"), "cpu_s_per_gb")) {
+                rows.push(json!({"what": "socks5_cpu_per_gb", "target": "dd+socks5", "dir": dir, "conns": 16,
+                    "direct": direct, "value": via, "ratio": r3(via / direct),
+                    "upstream_cpu_s_per_gb": row("dd+socks5").map(|v| v["upstream_cpu_s_per_gb"].clone())}));
+            }
+        }
+        if let (Some(via), Some(direct)) = (hs_from("dd+socks5", 1, "one-address"), hs_from("dd", 1, "one-address")) {
+            rows.push(json!({"what": "socks5_handshake_cpu_s_per_1000", "target": "dd+socks5", "users": 1,
+                "direct": direct, "value": via, "ratio": r3(via / direct)}));
         }
         let stall_ok = self.results.iter().filter(|v| v["scenario"] == "stall").all(|v| v["ok"] == true);
         self.emit(json!({"scenario": "summary", "stall_ok": stall_ok, "rows": rows}));
@@ -568,6 +630,9 @@ pub async fn run_all(b: &mut Bench) {
                 step!(b.idle(k, c).await);
             }
         }
+    }
+    if b.wants("socks5") {
+        step!(b.socks5().await);
     }
     b.summary();
 }

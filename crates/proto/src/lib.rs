@@ -18,10 +18,13 @@
 //! `opening` decides, from the first bytes, whether a connection can still become a handshake
 //! (instant fronting); `tlsflight` reads a real site's TLS 1.3 flight and builds the hello that
 //! asks for it (cover-site emulation).
+//! `socks5` and `http_connect` are the client side of the upstream proxies the DC leg can go
+//! through (`[upstream]`).
 
 pub mod crypto;
 pub mod faketls;
 pub mod framing;
+pub mod http_connect;
 pub mod links;
 pub mod obfs2;
 pub mod opening;
@@ -29,6 +32,7 @@ pub mod proxy_protocol;
 pub mod rpc;
 pub mod secret;
 pub mod tlsflight;
+pub mod socks5;
 
 pub use obfs2::ProtoTag;
 pub use secret::{Secret, SecretKind};

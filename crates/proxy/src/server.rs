@@ -269,7 +269,8 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
     let Authenticated { tag, dc, client_decrypt, from_client, to_client, tls, pending, .. } = auth;
     drop(client_decrypt);
     let connect_started = std::time::Instant::now();
-    let leg = match Box::pin(upstream::connect(dc, tag, &to_client, cfg.fast_mode, &snap.dc_overrides, cfg.dc_ip, cfg.timeouts.connect)).await {
+    let req = upstream::DcRequest { dc, tag, to_client: &to_client, fast_mode: cfg.fast_mode, overrides: &snap.dc_overrides, pref: cfg.dc_ip, timeout: cfg.timeouts.connect };
+    let leg = match Box::pin(upstream::connect(req, &snap.router, &stats)).await {
         Ok(leg) => {
             stats.upstream_connected(dc, connect_started.elapsed());
             leg
@@ -280,7 +281,7 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
             return None;
         }
     };
-    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc, transport = tag.name(), tls = tls.is_some(), "relaying");
+    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc, via = %leg.via, transport = tag.name(), tls = tls.is_some(), "relaying");
 
     let mut dc_stream = leg.stream;
     // Ciphers as key + position (relay.rs): expanded only while bytes move.

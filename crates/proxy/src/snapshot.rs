@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub dc_overrides: Vec<(DcKey, Vec<HostPort>)>,
     /// The handshakes some configured secret can use (instant fronting, `opening`).
     pub accepts: Accepts,
+    /// The `[upstream]` servers in force (direct and middle-end legs go through them).
+    pub router: Arc<crate::upstream::Router>,
 }
 
 impl Snapshot {
@@ -98,7 +100,8 @@ impl Snapshot {
         }
         let by_secret = candidates.iter().enumerate().map(|(i, c)| (c.secret, i)).collect();
         let accepts = accepted_handshakes(&config, &candidates);
-        Snapshot { config, users, candidates, by_secret, dc_overrides, accepts }
+        let router = Arc::new(crate::upstream::Router::new(&config.upstream, stats));
+        Snapshot { config, users, candidates, by_secret, dc_overrides, accepts, router }
     }
 
     /// The candidates in the order a handshake tries them: the one holding `hint` (the secret

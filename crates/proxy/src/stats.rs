@@ -130,6 +130,46 @@ pub struct DcStats {
     pub latency_sum_micros: AtomicU64,
 }
 
+/// One `[[upstream.servers]]` entry's numbers and health, keyed by its name (they survive
+/// reloads, as user counters do).
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    /// Connections made through this server.
+    pub connects_ok: AtomicU64,
+    /// Attempts through this server that gave no connection (any side's fault).
+    pub connect_failures: AtomicU64,
+    /// Failures that were the server's own (unreachable, refused us, bad credentials, garbage):
+    /// each puts it out of rotation for `retry_after`.
+    pub marked_down: AtomicU64,
+    /// Milliseconds on [`Stats::clock_ms`] until which the server is skipped; 0: up.
+    pub down_until_ms: AtomicU64,
+    pub latency_sum_micros: AtomicU64,
+    /// The type and address, as the configuration in force has them (for observers).
+    pub describe: Mutex<String>,
+}
+
+impl UpstreamStats {
+    /// Whether the server is in rotation at `now_ms`.
+    pub fn is_up(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Relaxed) <= now_ms
+    }
+
+    pub fn connected(&self, elapsed: Duration) {
+        self.connects_ok.fetch_add(1, Relaxed);
+        self.down_until_ms.store(0, Relaxed);
+        self.latency_sum_micros.fetch_add(elapsed.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// A failed attempt; `until_ms` takes the server out of rotation until then.
+    pub fn failed(&self, until_ms: Option<u64>) {
+        self.connect_failures.fetch_add(1, Relaxed);
+        if let Some(t) = until_ms {
+            self.marked_down.fetch_add(1, Relaxed);
+            self.down_until_ms.store(t.max(1), Relaxed);
+        }
+    }
+}
+
 /// The outcome of the last configuration reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadRecord {
@@ -174,6 +214,7 @@ pub struct Stats {
     pub config_loaded_at: AtomicU64,
     users: Mutex<HashMap<String, Arc<UserStats>>>,
     dcs: Mutex<BTreeMap<i16, Arc<DcStats>>>,
+    upstreams: Mutex<Vec<(String, Arc<UpstreamStats>)>>,
     last_reload: Mutex<Option<ReloadRecord>>,
     listening: Mutex<Vec<SocketAddr>>,
 }
@@ -199,6 +240,7 @@ impl Default for Stats {
             config_loaded_at: AtomicU64::new(unix_now()),
             users: Mutex::new(HashMap::new()),
             dcs: Mutex::new(BTreeMap::new()),
+            upstreams: Mutex::new(Vec::new()),
             last_reload: Mutex::new(None),
             listening: Mutex::new(Vec::new()),
         }
@@ -245,6 +287,27 @@ impl Stats {
     /// Per-DC upstream numbers, by DC label.
     pub fn dcs(&self) -> Vec<(i16, Arc<DcStats>)> {
         self.dcs.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// The counters of the upstream server `name`, created on first use.
+    pub fn upstream(&self, name: &str) -> Arc<UpstreamStats> {
+        let mut g = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = g.iter().find(|(n, _)| n == name) {
+            return s.clone();
+        }
+        let s = Arc::new(UpstreamStats::default());
+        g.push((name.to_string(), s.clone()));
+        s
+    }
+
+    /// Every upstream server's counters, in the order they were first configured.
+    pub fn upstreams(&self) -> Vec<(String, Arc<UpstreamStats>)> {
+        self.upstreams.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Milliseconds since start on a monotonic clock: the time base of upstream health.
+    pub fn clock_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// A new configuration was put in force.

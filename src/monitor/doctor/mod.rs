@@ -7,11 +7,16 @@
 //! `skipped` instead of waiting. Local checks (config, listeners, statistics listener, fail2ban,
 //! UFW) need no network.
 //!
+//! With `[upstream]` servers configured, every DC is also tried through each of them
+//! (`upstream`), and a direct DC check that fails is only a warning for a DC the proxy reaches
+//! through a server.
+//!
 //! Exit code: 1 when any check failed, else 0.
 
 mod cover;
 mod host;
 mod net;
+mod upstream;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -161,8 +166,21 @@ pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut set = tokio::task::JoinSet::new();
     for (i, id) in [1i16, 2, 3, 4, 5].into_iter().enumerate() {
         let targets = dc::targets(id, &overrides, cfg.dc_ip);
-        let net = net.clone();
-        set.spawn(async move { (10 + i, vec![check_dc(&net, id, targets).await]) });
+        let (net, cfg) = (net.clone(), cfg.clone());
+        set.spawn(async move {
+            let mut c = check_dc(&net, id, targets).await;
+            if let (Level::Fail, Some(s)) = (c.status, upstream::routed(&cfg, id)) {
+                c.status = Level::Warn;
+                c.advice = Some(format!("the proxy reaches this DC through upstream `{}`: see its check", s.name));
+            }
+            (10 + i, vec![c])
+        });
+    }
+    for (j, server) in cfg.upstream.servers.iter().enumerate() {
+        for (i, id) in [1i16, 2, 3, 4, 5].into_iter().enumerate() {
+            let (net, cfg, server, overrides) = (net.clone(), cfg.clone(), server.clone(), overrides.clone());
+            set.spawn(async move { (100 + j * 10 + i, vec![upstream::check(&net, &cfg, &server, id, &overrides).await]) });
+        }
     }
     for (i, d) in cfg.fake_tls_domains().into_iter().take(3).enumerate() {
         let (net, cfg, d) = (net.clone(), cfg.clone(), d.to_string());

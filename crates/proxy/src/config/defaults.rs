@@ -21,6 +21,10 @@ pub const COVER_REFRESH_MIN: Duration = Duration::from_secs(60);
 pub const FRONTING_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const FRONTING_MAX_DURATION: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONNECTIONS: usize = 10000;
+/// `[upstream] retry_after`: a failed upstream server is skipped this long.
+pub const UPSTREAM_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// `[[upstream.servers]] weight`.
+pub const UPSTREAM_WEIGHT: u32 = 1;
 /// Cover domains offered for fake-TLS users when the file lists none: large HTTPS sites that
 /// are reachable in most countries and carry heavy TLS traffic, so one more client blends in.
 pub const COVER_DOMAINS: &[&str] = &["www.google.com", "www.microsoft.com", "www.apple.com", "www.amazon.com", "www.cloudflare.com"];

@@ -11,6 +11,7 @@ pub mod date;
 mod defaults;
 mod duration;
 mod raw;
+pub mod upstream;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,7 @@ use mtproxy_proto::{Secret, SecretKind};
 pub use cidr::Cidr;
 pub use duration::{format_duration, parse_duration};
 pub use defaults::COVER_DOMAINS;
+pub use upstream::{Credentials, DcSelection, UpstreamKind, UpstreamServer, UpstreamSettings};
 pub use validate::{parse_size, parse_str, valid_domain, valid_user_name};
 
 /// A host name or IP literal with a port, resolved when used.
@@ -232,6 +234,9 @@ pub struct MiddleSettings {
     pub nat_ip: Option<IpAddr>,
     /// Connections kept per middle-end cluster; clients are multiplexed over them.
     pub connections_per_dc: usize,
+    /// The `[upstream]` server the configuration fetch goes through (the first `socks5` or
+    /// `http` entry with `dcs = ["*"]`); `None`: direct.
+    pub fetch_via: Option<UpstreamServer>,
 }
 
 /// The bearer token the stats listener requires (`[stats] token`). Never printed: `Debug`
@@ -286,6 +291,8 @@ pub struct Config {
     pub stats_token: Option<BearerToken>,
     pub ad_tag: Option<[u8; 16]>,
     pub middle: MiddleSettings,
+    /// `[upstream]`: direct, or through SOCKS5 / HTTP CONNECT servers.
+    pub upstream: UpstreamSettings,
     pub users: Vec<User>,
 }
 

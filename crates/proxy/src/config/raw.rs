@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub promoted_channel: RawPromoted,
     #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
     pub dc_overrides: BTreeMap<String, Spanned<OneOrMany>>,
     #[serde(default)]
     pub users: BTreeMap<String, Spanned<RawUser>>,
@@ -150,5 +152,34 @@ pub struct RawUser {
 #[serde(untagged)]
 pub enum SizeValue {
     Bytes(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub retry_after: S<DurationValue>,
+    #[serde(default)]
+    pub servers: Vec<Spanned<RawUpstreamServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamServer {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    pub address: S<String>,
+    pub username: S<String>,
+    pub password: S<String>,
+    pub weight: S<i64>,
+    pub dcs: S<Vec<DcItem>>,
+}
+
+/// One item of `dcs`: a DC id as a number or a string, `"media"` or `"*"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DcItem {
+    Id(i64),
     Text(String),
 }

@@ -7,6 +7,12 @@
 //!              registered under the ext_conn_id; RPC_PING answered with RPC_PONG
 //! ```
 //! When the connection dies every registered client's channel closes, which ends its session.
+//!
+//! The TCP stream comes from `upstream` (direct or through an `[upstream]` server). The keys mix
+//! in our address as the middle-end sees it: the socket's own address direct, the bound address
+//! a SOCKS5 server reports through it. An HTTP CONNECT proxy does not say which address it
+//! connects from, so through one the local address is used and the handshake fails unless the
+//! proxy runs on this host with the same address (use a SOCKS5 server for middle-proxy mode).
 
 use std::collections::HashMap;
 use std::io;
@@ -128,10 +134,10 @@ impl RpcReader {
     }
 }
 
-/// Connect to `addr` and complete the handshake within `timeout`; the connection counts itself
-/// and its frames in `stats`.
-pub async fn connect(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, timeout: Duration, stats: Arc<ClusterStats>) -> Result<Arc<MeConn>, ConnError> {
-    let (stream, reader, writer, enc, local) = tokio::time::timeout(timeout, handshake(addr, secret, nat_ip)).await.map_err(|_| ConnError::Timeout)??;
+/// Complete the handshake with the middle-end at `addr` on `opened` within `timeout`; the
+/// connection counts itself and its frames in `stats`.
+pub async fn connect(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, timeout: Duration, stats: Arc<ClusterStats>) -> Result<Arc<MeConn>, ConnError> {
+    let (stream, reader, writer, enc, local) = tokio::time::timeout(timeout, handshake(opened, addr, secret, nat_ip)).await.map_err(|_| ConnError::Timeout)??;
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
     let conn = Arc::new(MeConn {
         addr,
@@ -171,10 +177,12 @@ pub async fn connect(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, ti
 
 type Ready = (TcpStream, RpcReader, FrameWriter, CbcEncrypt, SocketAddr);
 
-async fn handshake(addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>) -> Result<Ready, ConnError> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr()?;
+async fn handshake(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>) -> Result<Ready, ConnError> {
+    let mut stream = opened.stream;
+    let local = match opened.seen_as {
+        Some(a) => a,
+        None => stream.local_addr()?,
+    };
     // The address Telegram sees: the NAT address when one of this family is set.
     let seen_ip = match nat_ip {
         Some(ip) if ip.is_ipv4() == local.is_ipv4() => ip,

@@ -158,12 +158,12 @@ impl Middle {
     }
 
     /// A middle-end connection for a client of DC `dc`.
-    pub async fn connection(&self, dc: i16, settings: &MiddleSettings, pref: IpPreference, timeout: Duration) -> Result<Arc<conn::MeConn>, PoolError> {
+    pub async fn connection(&self, dc: i16, settings: &MiddleSettings, pref: IpPreference, timeout: Duration, via: (&Arc<crate::upstream::Router>, &Arc<crate::stats::Stats>)) -> Result<Arc<conn::MeConn>, PoolError> {
         let st = self.state.load_full();
         let (cluster, addrs) = self.targets(dc, pref);
         let pool = {
             let mut pools = self.pools.lock().unwrap();
-            let stale = pools.get(&cluster).filter(|p| !p.built_from(st.generation, &addrs, settings.nat_ip, settings.connections_per_dc)).cloned();
+            let stale = pools.get(&cluster).filter(|p| !p.built_from(st.generation, &addrs, settings.nat_ip, settings.connections_per_dc, via.0)).cloned();
             if let Some(old) = stale {
                 old.retire();
                 pools.remove(&cluster);
@@ -172,7 +172,7 @@ impl Middle {
                 .entry(cluster)
                 .or_insert_with(|| {
                     let stats = self.clusters.lock().unwrap().entry(cluster).or_default().clone();
-                    let params = ConnectParams { secret: Arc::new(st.config.secret.clone()), nat_ip: settings.nat_ip, timeout, stats };
+                    let params = ConnectParams { secret: Arc::new(st.config.secret.clone()), nat_ip: settings.nat_ip, timeout, stats, router: via.0.clone(), server_stats: via.1.clone() };
                     Arc::new(Pool::new(cluster, st.generation, addrs, settings.connections_per_dc, params))
                 })
                 .clone()

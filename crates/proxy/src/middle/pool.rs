@@ -5,6 +5,10 @@
 //! tries every address of the cluster, starting one further each time so load spreads;
 //! when all fail the pool backs off (1 s doubling to 60 s) and, until then, new clients use the
 //! live connections that remain or are refused at once instead of waiting.
+//!
+//! Each address is reached the way the `[upstream]` router in force at the pool's creation
+//! plans for the cluster id (a changed `[upstream]` section builds new pools, so new
+//! connections use the new set).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -43,6 +47,9 @@ pub struct ConnectParams {
     pub timeout: Duration,
     /// The cluster's counters (shared with the pools that replace this one).
     pub stats: Arc<ClusterStats>,
+    /// How middle-end addresses are reached, and the server-wide counters it reports into.
+    pub router: Arc<crate::upstream::Router>,
+    pub server_stats: Arc<crate::stats::Stats>,
 }
 
 pub struct Pool {
@@ -125,9 +132,15 @@ impl Pool {
         let mut last = String::new();
         for i in 0..self.addrs.len() {
             let addr = self.addrs[(start + i) % self.addrs.len()];
-            match conn::connect(addr, &self.params.secret, self.params.nat_ip, self.params.timeout, self.params.stats.clone()).await {
-                Ok(c) => {
-                    tracing::info!(cluster = self.cluster, middle_end = %addr, "middle-end connection ready");
+            let p = &self.params;
+            let opened = crate::upstream::open_planned(&p.router, &p.server_stats, self.cluster, &[crate::dc::Target::Addr(addr)], p.timeout).await;
+            let result = match opened {
+                Ok((o, via)) => conn::connect(o, addr, &p.secret, p.nat_ip, p.timeout, p.stats.clone()).await.map(|c| (c, via)).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok((c, via)) => {
+                    tracing::info!(cluster = self.cluster, middle_end = %addr, via = %via, "middle-end connection ready");
                     return Ok(c);
                 }
                 Err(e) => {
@@ -140,8 +153,8 @@ impl Pool {
     }
 
     /// Whether this pool was built from exactly these inputs (else a new one replaces it).
-    pub fn built_from(&self, generation: u64, addrs: &[SocketAddr], nat_ip: Option<IpAddr>, size: usize) -> bool {
-        self.generation == generation && self.addrs == addrs && self.params.nat_ip == nat_ip && self.size == size.max(1)
+    pub fn built_from(&self, generation: u64, addrs: &[SocketAddr], nat_ip: Option<IpAddr>, size: usize, router: &crate::upstream::Router) -> bool {
+        self.generation == generation && self.addrs == addrs && self.params.nat_ip == nat_ip && self.size == size.max(1) && self.params.router.settings() == router.settings()
     }
 
     /// Connections in the pool (live ones).

@@ -142,7 +142,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, auth: Authenticated, ctx: 
     };
     let proxy_addr = SocketAddr::new(proxy_ip, local.port());
     let client_addr = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-    let conn = match ctx.middle.connection(auth.dc, &cfg.middle, cfg.dc_ip, cfg.timeouts.connect).await {
+    let conn = match ctx.middle.connection(auth.dc, &cfg.middle, cfg.dc_ip, cfg.timeouts.connect, (&ctx.snap.router, ctx.stats)).await {
         Ok(c) => c,
         Err(e) => {
             ctx.stats.upstream_connect_failures.fetch_add(1, Relaxed);

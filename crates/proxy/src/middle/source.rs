@@ -7,6 +7,10 @@
 //! from, in order: a configured file, the cache, the copy shipped in the binary (the values of
 //! the protocol reference), so the proxy can serve before its first fetch and with Telegram's
 //! addresses unreachable from this host.
+//!
+//! With `[upstream]` servers, the fetch goes through the first `socks5` / `http` entry that
+//! carries every DC (`MiddleSettings::fetch_via`), as ureq's proxy (its `socks-proxy` feature;
+//! HTTP CONNECT is built in), so a host whose route to Telegram is filtered can still refresh.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -15,7 +19,7 @@ use std::time::Duration;
 use mtproxy_proto::rpc::conf::{self, ProxyMultiConf};
 use mtproxy_proto::rpc::msg::BUNDLED_PROXY_SECRET;
 
-use crate::config::{MiddleSettings, Source};
+use crate::config::{MiddleSettings, Source, UpstreamKind, UpstreamServer};
 
 /// The shipped `proxy-multi.conf` (reference §5.2 snapshot, the lines it lists).
 pub const BUNDLED_CONFIG_V4: &str = "default 2;
@@ -83,7 +87,29 @@ const SECRET_FILE: &str = "proxy-secret";
 const V4_FILE: &str = "proxy-multi.conf";
 const V6_FILE: &str = "proxy-multi-v6.conf";
 
-fn fetch_blocking(src: &Source) -> Result<Vec<u8>, SourceError> {
+/// The proxy URL ureq takes for an `[upstream]` server. ureq splits the credentials at the
+/// first `:` and reads no percent escapes, and takes no IPv6 literal: such a server is refused
+/// here (the fetch then fails with that reason; direct would bypass what the admin asked for).
+fn proxy_url(via: &UpstreamServer) -> Result<String, String> {
+    let (scheme, address, credentials) = match &via.kind {
+        UpstreamKind::Direct => return Err("direct".into()),
+        UpstreamKind::Socks5 { address, credentials } => ("socks5", address, credentials),
+        UpstreamKind::Http { address, credentials } => ("http", address, credentials),
+    };
+    if address.host.contains(':') {
+        return Err(format!("upstream `{}`: the fetch cannot use an IPv6 literal address ({address})", via.name));
+    }
+    let creds = match credentials {
+        None => String::new(),
+        Some(c) if c.username.contains(':') || c.username.contains('@') => {
+            return Err(format!("upstream `{}`: the fetch cannot use a username with `:` or `@`", via.name));
+        }
+        Some(c) => format!("{}:{}@", c.username, c.password),
+    };
+    Ok(format!("{scheme}://{creds}{}:{}", address.host, address.port))
+}
+
+fn fetch_blocking(src: &Source, via: Option<&UpstreamServer>) -> Result<Vec<u8>, SourceError> {
     let err = |m: String| SourceError::Fetch { source_name: src.to_string(), message: m };
     match src {
         Source::File(p) => {
@@ -96,13 +122,28 @@ fn fetch_blocking(src: &Source) -> Result<Vec<u8>, SourceError> {
             Ok(out)
         }
         Source::Url(u) => {
-            let agent = ureq::AgentBuilder::new()
-                .timeout(FETCH_TIMEOUT)
-                .redirects(3)
-                .resolver(super::dns::Resolver { servers: None, system: true })
-                .build();
-            let resp = agent.get(u).call().map_err(|e| match e {
-                ureq::Error::Status(code, _) => err(format!("HTTP status {code}")),
+            let mut builder = ureq::AgentBuilder::new().timeout(FETCH_TIMEOUT).redirects(3).resolver(super::dns::Resolver { servers: None, system: true });
+            if let Some(v) = via {
+                // The error names the server, never the URL (it holds the password).
+                let url = proxy_url(v).map_err(err)?;
+                let proxy = ureq::Proxy::new(url).map_err(|_| err(format!("upstream `{}` cannot be used as ureq's proxy", v.name)))?;
+                builder = builder.proxy(proxy);
+            }
+            let agent = builder.build();
+            let via_name = via.map(|v| format!(" (via upstream `{}`)", v.name)).unwrap_or_default();
+            let mut req = agent.get(u);
+            // ureq authenticates to an HTTP proxy in its CONNECT (https URLs) but not on a plain
+            // http request, which goes to the proxy in absolute form: add the header there. (On
+            // https it would travel inside the tunnel to the origin, so never then.)
+            if let Some(UpstreamServer { kind: UpstreamKind::Http { credentials: Some(c), .. }, .. }) = via {
+                if u.starts_with("http://") {
+                    req = req.set("Proxy-Authorization", &mtproxy_proto::http_connect::basic_credentials(&c.username, &c.password));
+                }
+            }
+            let resp = req.call().map_err(|e| match e {
+                ureq::Error::Status(code, _) => err(format!("HTTP status {code}{via_name}")),
+                // ureq's transport errors may quote the proxy URL: only its kind is kept then.
+                ureq::Error::Transport(t) if via.is_some() => err(format!("{}{via_name}", t.kind())),
                 ureq::Error::Transport(t) => err(t.to_string()),
             })?;
             let mut out = Vec::new();
@@ -115,9 +156,10 @@ fn fetch_blocking(src: &Source) -> Result<Vec<u8>, SourceError> {
     }
 }
 
-async fn fetch(src: &Source) -> Result<Vec<u8>, SourceError> {
+async fn fetch(src: &Source, via: Option<&UpstreamServer>) -> Result<Vec<u8>, SourceError> {
     let s = src.clone();
-    tokio::task::spawn_blocking(move || fetch_blocking(&s))
+    let via = via.cloned();
+    tokio::task::spawn_blocking(move || fetch_blocking(&s, via.as_ref()))
         .await
         .unwrap_or_else(|e| Err(SourceError::Fetch { source_name: src.to_string(), message: e.to_string() }))
 }
@@ -142,7 +184,7 @@ pub fn initial(settings: &MiddleSettings) -> MeConfig {
     fn local<T>(src: &Source, cache: &Path, name: &str, check: impl Fn(&Source, Vec<u8>) -> Result<T, SourceError>) -> Option<T> {
         let cached = Source::File(cache.join(name));
         let configured = matches!(src, Source::File(_)).then_some(src);
-        configured.into_iter().chain(std::iter::once(&cached)).find_map(|s| fetch_blocking(s).and_then(|b| check(s, b)).ok())
+        configured.into_iter().chain(std::iter::once(&cached)).find_map(|s| fetch_blocking(s, None).and_then(|b| check(s, b)).ok())
     }
     let cache = &settings.cache_dir;
     let secret = local(&settings.proxy_secret, cache, SECRET_FILE, check_secret).unwrap_or_else(|| BUNDLED_PROXY_SECRET.to_vec());
@@ -159,17 +201,17 @@ pub fn initial(settings: &MiddleSettings) -> MeConfig {
 pub async fn refresh(settings: &MiddleSettings, current: &MeConfig) -> (MeConfig, Vec<SourceError>) {
     let mut errors = Vec::new();
     let mut next = current.clone();
-    match fetch(&settings.proxy_secret).await.and_then(|b| check_secret(&settings.proxy_secret, b)) {
+    match fetch(&settings.proxy_secret, settings.fetch_via.as_ref()).await.and_then(|b| check_secret(&settings.proxy_secret, b)) {
         Ok(s) => next.secret = s,
         Err(e) => errors.push(e),
     }
-    match fetch(&settings.proxy_config).await.and_then(|b| check_conf(&settings.proxy_config, &b)) {
+    match fetch(&settings.proxy_config, settings.fetch_via.as_ref()).await.and_then(|b| check_conf(&settings.proxy_config, &b)) {
         Ok(c) => next.v4 = c,
         Err(e) => errors.push(e),
     }
     match &settings.proxy_config_v6 {
         None => next.v6 = None,
-        Some(src) => match fetch(src).await.and_then(|b| check_conf(src, &b)) {
+        Some(src) => match fetch(src, settings.fetch_via.as_ref()).await.and_then(|b| check_conf(src, &b)) {
             Ok(c) => next.v6 = Some(c),
             Err(e) => {
                 if next.v6.is_none() {
@@ -215,7 +257,24 @@ mod tests {
             refresh_interval: Duration::from_secs(60),
             nat_ip: None,
             connections_per_dc: 2,
+            fetch_via: None,
         }
+    }
+
+    #[test]
+    fn proxy_urls_for_ureq() {
+        use crate::config::{Credentials, DcSelection, HostPort};
+        let server = |kind| UpstreamServer { name: "x".into(), kind, weight: 1, dcs: DcSelection::all() };
+        let hp = |s: &str| HostPort::parse(s).unwrap();
+        let creds = |u: &str, p: &str| Some(Credentials { username: u.into(), password: p.into() });
+        assert_eq!(proxy_url(&server(UpstreamKind::Socks5 { address: hp("127.0.0.1:1080"), credentials: None })).unwrap(), "socks5://127.0.0.1:1080");
+        assert_eq!(proxy_url(&server(UpstreamKind::Http { address: hp("proxy.lan:3128"), credentials: creds("u", "p:@w") })).unwrap(), "http://u:p:@w@proxy.lan:3128");
+        let e = proxy_url(&server(UpstreamKind::Socks5 { address: hp("[::1]:1080"), credentials: None })).unwrap_err();
+        assert!(e.contains("IPv6"), "{e}");
+        let e = proxy_url(&server(UpstreamKind::Socks5 { address: hp("127.0.0.1:1080"), credentials: creds("a:b", "secret-pw") })).unwrap_err();
+        assert!(e.contains("username") && !e.contains("secret-pw"), "{e}");
+        let p = ureq::Proxy::new(proxy_url(&server(UpstreamKind::Http { address: hp("proxy.lan:3128"), credentials: creds("u", "p:@w") })).unwrap());
+        assert!(p.is_ok());
     }
 
     #[test]

@@ -55,6 +55,17 @@ pub fn stats_text(r: &Report) -> String {
         let avg_ms = if d.latency.count > 0 { d.latency.sum_seconds * 1000.0 / d.latency.count as f64 } else { 0.0 };
         kv(&format!("upstream_dc_{}_connect_avg_ms", d.dc), &format!("{avg_ms:.3}"));
     }
+    for u in &r.upstream.servers {
+        let p = format!("upstream:{}:", u.name);
+        kv(&format!("{p}target"), &u.target);
+        kv(&format!("{p}configured"), &(u.configured as u8));
+        kv(&format!("{p}up"), &(u.up as u8));
+        kv(&format!("{p}retry_in_seconds"), &u.retry_in_seconds);
+        kv(&format!("{p}connects_ok"), &u.connects_ok);
+        kv(&format!("{p}connect_failures"), &u.connect_failures);
+        kv(&format!("{p}marked_down"), &u.marked_down);
+        kv(&format!("{p}connect_avg_ms"), &format!("{:.3}", u.connect_avg_ms));
+    }
     if let Some(m) = &r.middle {
         kv("middle_config_generation", &m.config_generation);
         kv("middle_clusters_v4", &m.clusters_v4);
@@ -184,6 +195,24 @@ pub fn prometheus(r: &Report) -> String {
         p.sample(&name, &[("dc", &d.dc), ("le", "+Inf")], d.latency.count);
         p.sample(&n("upstream_connect_seconds_sum"), &[("dc", &d.dc)], d.latency.sum_seconds);
         p.sample(&n("upstream_connect_seconds_count"), &[("dc", &d.dc)], d.latency.count);
+    }
+    if !r.upstream.servers.is_empty() {
+        p.family(&n("upstream_server_up"), "gauge", "1 while an [[upstream.servers]] entry is in rotation, 0 while it is skipped after a failure.");
+        for u in &r.upstream.servers {
+            p.sample(&n("upstream_server_up"), &[("upstream", &u.name), ("target", &u.target)], u.up as u8);
+        }
+        p.family(&n("upstream_server_connects_total"), "counter", "Connections to Telegram made through an upstream server.");
+        for u in &r.upstream.servers {
+            p.sample(&n("upstream_server_connects_total"), &[("upstream", &u.name)], u.connects_ok);
+        }
+        p.family(&n("upstream_server_connect_failures_total"), "counter", "Attempts through an upstream server that gave no connection.");
+        for u in &r.upstream.servers {
+            p.sample(&n("upstream_server_connect_failures_total"), &[("upstream", &u.name)], u.connect_failures);
+        }
+        p.family(&n("upstream_server_marked_down_total"), "counter", "Failures that were the upstream server's own and took it out of rotation.");
+        for u in &r.upstream.servers {
+            p.sample(&n("upstream_server_marked_down_total"), &[("upstream", &u.name)], u.marked_down);
+        }
     }
     if let Some(m) = &r.middle {
         p.one(&n("middle_config_generation"), "gauge", "Version of the middle-end configuration in force (1 = the local copy read at start, +1 per refresh that changed it).", m.config_generation);

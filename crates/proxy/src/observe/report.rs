@@ -109,6 +109,31 @@ pub struct FrontingReport {
 pub struct Upstream {
     pub connect_failures: u64,
     pub dcs: Vec<DcReport>,
+    /// The `[[upstream.servers]]` entries configured since start, in the order first seen;
+    /// empty when everything goes direct without an `[upstream]` section. Absent from proxies
+    /// older than this field.
+    #[serde(default)]
+    pub servers: Vec<UpstreamServerReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UpstreamServerReport {
+    pub name: String,
+    /// "socks5 HOST:PORT", "http HOST:PORT" or "direct".
+    pub target: String,
+    /// False for an entry removed from the file since start (its counters are kept).
+    pub configured: bool,
+    /// In rotation now: not failed, or its `retry_after` is over.
+    pub up: bool,
+    /// Seconds until it is tried again; 0 when up.
+    pub retry_in_seconds: u64,
+    pub connects_ok: u64,
+    /// Attempts through it that gave no connection (its own fault or the DC's).
+    pub connect_failures: u64,
+    /// Failures that were its own and took it out of rotation.
+    pub marked_down: u64,
+    /// Mean time to a connection through it, milliseconds (0 before the first).
+    pub connect_avg_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -290,6 +315,26 @@ pub fn collect(shared: &Shared, ctx: &Context) -> Report {
             }
         })
         .collect();
+    let now_ms = st.clock_ms();
+    let servers = st
+        .upstreams()
+        .into_iter()
+        .map(|(name, u)| {
+            let ok = u.connects_ok.load(Relaxed);
+            let until = u.down_until_ms.load(Relaxed);
+            UpstreamServerReport {
+                target: u.describe.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                configured: cfg.upstream.servers.iter().any(|s| s.name == name),
+                up: u.is_up(now_ms),
+                retry_in_seconds: until.saturating_sub(now_ms).div_ceil(1000),
+                connects_ok: ok,
+                connect_failures: u.connect_failures.load(Relaxed),
+                marked_down: u.marked_down.load(Relaxed),
+                connect_avg_ms: if ok > 0 { u.latency_sum_micros.load(Relaxed) as f64 / 1000.0 / ok as f64 } else { 0.0 },
+                name,
+            }
+        })
+        .collect();
     let users = st
         .users()
         .into_iter()
@@ -345,7 +390,7 @@ pub fn collect(shared: &Shared, ctx: &Context) -> Report {
         bytes: Bytes { from_clients: st.bytes_from_client.load(Relaxed), to_clients: st.bytes_to_client.load(Relaxed) },
         handshakes: Handshakes { ok: st.handshakes_ok.load(Relaxed), failed },
         fronting: FrontingReport { active: st.fronted_active.load(Relaxed), total: st.fronted_total.load(Relaxed) },
-        upstream: Upstream { connect_failures: st.upstream_connect_failures.load(Relaxed), dcs },
+        upstream: Upstream { connect_failures: st.upstream_connect_failures.load(Relaxed), dcs, servers },
         middle: middle_report(shared, cfg.ad_tag.is_some()),
         stats_http: ctx.http.clone(),
         users,

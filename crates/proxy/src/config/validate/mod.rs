@@ -4,7 +4,8 @@
 //! This file holds what every section shares ([`Ctx`]: line numbers, error building, the
 //! duration / integer / path readers) and [`parse_str`], which runs one function per section
 //! and assembles the [`Config`]. The sections live beside it: `syntax` (TOML errors, redacted),
-//! `server`, `timeouts`, `tls_fronting`, `stats`, `promoted`, `dc_overrides`, `users`.
+//! `server`, `timeouts`, `tls_fronting`, `stats`, `promoted`, `dc_overrides`, `upstream`,
+//! `users`.
 
 mod dc_overrides;
 mod promoted;
@@ -13,6 +14,7 @@ mod stats;
 mod syntax;
 mod timeouts;
 mod tls_fronting;
+mod upstream;
 mod users;
 #[cfg(test)]
 mod tests;
@@ -118,8 +120,10 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         usage_file,
     };
     let stats = stats::settings(&ctx, &raw.stats)?;
-    let (ad_tag, middle) = promoted::settings(&ctx, &raw.promoted_channel)?;
+    let (ad_tag, mut middle) = promoted::settings(&ctx, &raw.promoted_channel)?;
     let dc_overrides = dc_overrides::settings(&ctx, &raw.dc_overrides)?;
+    let upstream = upstream::settings(&ctx, &raw.upstream)?;
+    middle.fetch_via = upstream::fetch_via(&upstream);
     let users = users::settings(&ctx, &raw.users)?;
 
     Ok(Config {
@@ -142,6 +146,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         stats_token: stats.token,
         ad_tag,
         middle,
+        upstream,
         users,
     })
 }

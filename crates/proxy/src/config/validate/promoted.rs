@@ -72,5 +72,5 @@ fn middle_settings(ctx: &Ctx<'_>, raw: &RawPromoted) -> Result<MiddleSettings, C
         Some((v, ip)) => Some(ip.parse::<std::net::IpAddr>().map_err(|_| ctx.at(v, format!("`nat_ip`: `{ip}` is not an IP address"), "write the public IPv4 or IPv6 address of this host, e.g. \"203.0.113.7\""))?),
     };
     let connections_per_dc = ctx.int(&raw.connections_per_dc, "connections_per_dc", 1, 64, d::MIDDLE_CONNECTIONS as i64)? as usize;
-    Ok(MiddleSettings { proxy_secret, proxy_config, proxy_config_v6, cache_dir, refresh_interval, nat_ip, connections_per_dc })
+    Ok(MiddleSettings { proxy_secret, proxy_config, proxy_config_v6, cache_dir, refresh_interval, nat_ip, connections_per_dc, fetch_via: None })
 }

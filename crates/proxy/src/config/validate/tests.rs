@@ -175,6 +175,82 @@ mod example_file {
         assert_eq!(c.users.len(), 2);
         assert_eq!(c.listen.len(), 2);
     }
+
+    /// The commented-out `[[upstream.servers]]` examples, uncommented, are a valid section that
+    /// names every field.
+    #[test]
+    fn the_upstream_examples_are_valid_when_uncommented() {
+        let text = include_str!("../../../../../config.example.toml");
+        let start = text.find("[upstream]\n").unwrap();
+        let end = start + text[start..].find("# DC address overrides").unwrap();
+        let section: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|r| r.starts_with("[[") || r.contains(" = ")).or(Some(l).filter(|l| !l.starts_with('#'))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for field in ["name", "type", "address", "username", "password", "weight", "dcs", "retry_after"] {
+            assert!(section.contains(&format!("{field} = ")), "{field} is not documented");
+        }
+        let c = super::parse_str(&section, std::path::Path::new("example")).unwrap();
+        assert_eq!(c.upstream.servers.len(), 2);
+        assert_eq!(c.upstream.servers[1].dcs.rank(-2), 2);
+    }
+}
+
+#[test]
+fn upstream_servers_parse_in_file_order() {
+    let base = "[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\n";
+    let d = parse(base).unwrap();
+    assert!(d.upstream.servers.is_empty());
+    assert_eq!(d.upstream.retry_after, d::UPSTREAM_RETRY_AFTER);
+    let c = parse(&format!(
+        "{base}[upstream]\nretry_after = \"5s\"\n[[upstream.servers]]\nname = \"xray\"\ntype = \"socks5\"\naddress = \"127.0.0.1:10808\"\nusername = \"u\"\npassword = \"p\"\nweight = 3\ndcs = [\"*\"]\n[[upstream.servers]]\nname = \"media-direct\"\ntype = \"direct\"\ndcs = [\"media\", 4, \"-5\"]\n[[upstream.servers]]\nname = \"web\"\ntype = \"http\"\naddress = \"proxy.example:3128\"\n"
+    ))
+    .unwrap();
+    let u = &c.upstream;
+    assert_eq!(u.retry_after, Duration::from_secs(5));
+    let names: Vec<&str> = u.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["xray", "media-direct", "web"]);
+    assert_eq!(
+        u.servers[0].kind,
+        UpstreamKind::Socks5 { address: HostPort::parse("127.0.0.1:10808").unwrap(), credentials: Some(Credentials { username: "u".into(), password: "p".into() }) }
+    );
+    assert_eq!(u.servers[0].weight, 3);
+    assert_eq!(u.servers[1].dcs, DcSelection { any: false, media: true, ids: vec![4, -5] });
+    assert_eq!(u.servers[2].dcs, DcSelection::all());
+    assert_eq!(u.servers[2].kind, UpstreamKind::Http { address: HostPort::parse("proxy.example:3128").unwrap(), credentials: None });
+    let ranks: Vec<u8> = [2i16, -2, 4, -5].iter().map(|dc| u.servers[1].dcs.rank(*dc)).collect();
+    assert_eq!(ranks, [0, 2, 3, 3]);
+}
+
+#[test]
+fn bad_upstreams_name_their_line_and_never_the_password() {
+    let base = "[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\n[[upstream.servers]]\n";
+    for (body, line, want) in [
+        ("type = \"socks5\"\naddress = \"127.0.0.1:1080\"\n", 3, "has no `name`"),
+        ("name = \"a b\"\ntype = \"socks5\"\n", 4, "not usable as a label"),
+        ("name = \"x\"\naddress = \"127.0.0.1:1080\"\n", 3, "has no `type`"),
+        ("name = \"x\"\ntype = \"socks4\"\naddress = \"127.0.0.1:1080\"\n", 5, "unknown type `socks4`"),
+        ("name = \"x\"\ntype = \"socks5\"\n", 3, "has no `address`"),
+        ("name = \"x\"\ntype = \"http\"\naddress = \"nowhere\"\n", 6, "has no port"),
+        ("name = \"x\"\ntype = \"direct\"\naddress = \"127.0.0.1:1\"\n", 6, "takes no `address`"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\npassword = \"hunter2-secret\"\n", 7, "no `username`"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\nusername = \"u\"\n", 7, "no `password`"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\nweight = 0\n", 7, "`weight` = 0 is out of range"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\ndcs = []\n", 7, "`dcs` is empty"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\ndcs = [\"eu\"]\n", 7, "`eu` in `dcs` is not a DC id"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\ndcs = [0]\n", 7, "0 in `dcs` is not a DC id"),
+        ("name = \"x\"\ntype = \"socks5\"\naddress = \"127.0.0.1:1\"\n[[upstream.servers]]\nname = \"x\"\ntype = \"direct\"\n", 7, "listed twice"),
+    ] {
+        let e = parse(&format!("{base}{body}")).unwrap_err();
+        assert!(e.starts_with(&format!("/etc/test.toml:{line}:")) && e.contains(want), "{body}: {e}");
+        assert!(e.contains("fix:"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+    let e = parse("[upstream]\nretry_after = \"0s\"\n").unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2:"), "{e}");
+    let e = parse("[upstream]\nbogus = 1\n").unwrap_err();
+    assert!(e.contains("unknown field"), "{e}");
 }
 
 #[test]
