@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 from helpers import User, free_port, listening, stop_group, tdlib_many, telethon_many, wait_until
+from mtcute_client import mtcute_many
 from test_middle_proxy import middle  # noqa: F401  (the fake middle-end fixture)
 
 DANTED = shutil.which("danted") or "/usr/sbin/danted"
@@ -144,7 +145,7 @@ def dc_peers(dc) -> list[str]:
 
 
 def all_kinds_through(px, users, dc_peer_ip: str, fakedc):
-    """TDLib (classic, dd, ee) and Telethon (classic abridged, dd randomized) get their answers,
+    """TDLib and mtcute (classic, dd, ee) and Telethon (classic abridged, dd randomized) get their answers,
     and every connection the fake DC saw came from the upstream's own address."""
     classic, dd, ee = users
     tl = telethon_many([dict(host=px.host, port=px.port, secret=classic.client_secret, codec="abridged"),
@@ -154,8 +155,11 @@ def all_kinds_through(px, users, dc_peer_ip: str, fakedc):
     td = tdlib_many([dict(host=px.host, port=px.port, secret=u.client_secret, action="ping") for u in users])
     for u, t in zip(users, td):
         assert t["ok"] and t["result"]["@type"] == "seconds", (u.kind, t)
+    mc = mtcute_many([dict(host=px.host, port=px.port, client_secret=u.client_secret) for u in users])
+    for u, m in zip(users, mc):
+        assert m["ok"] and m["nonce_matches"], (u.kind, m)
     peers = dc_peers(fakedc)
-    assert len(peers) >= 2 + 3, peers
+    assert len(peers) >= 2 + 3 + 3, peers
     assert set(peers) == {dc_peer_ip}, "the fake DC saw connections from %s" % sorted(set(peers))
     return len(peers)
 
