@@ -144,6 +144,15 @@ def dc_peers(dc) -> list[str]:
     return [e["peer"].rsplit(":", 1)[0] for e in dc.snapshot() if e["ev"] == "connect"]
 
 
+def peer_of_next(fakedc, case: dict) -> str:
+    """Connect one Telethon client and return the address the fake DC saw it come from."""
+    before = len(dc_peers(fakedc))
+    r = telethon_many([case])[0]
+    assert r.ok and r.nonce_matches, r.error
+    assert wait_until(lambda: len(dc_peers(fakedc)) > before, 5)
+    return dc_peers(fakedc)[-1]
+
+
 def all_kinds_through(px, users, dc_peer_ip: str, fakedc):
     """TDLib and mtcute (classic, dd, ee) and Telethon (classic abridged, dd randomized) get their answers,
     and every connection the fake DC saw came from the upstream's own address."""
@@ -265,25 +274,18 @@ def test_failover_to_the_second_upstream_and_back(proxy_factory, fakedc, daemons
                           server_toml("second", "socks5", second.port, weight=1)))
     case = dict(host=px.host, port=px.port, secret=u.client_secret, codec="abridged")
 
-    def one() -> str:
-        before = len(dc_peers(fakedc))
-        r = telethon_many([case])[0]
-        assert r.ok and r.nonce_matches, r.error
-        assert wait_until(lambda: len(dc_peers(fakedc)) > before, 5)
-        return dc_peers(fakedc)[-1]
-
     # Healthy: 100:1 makes the first one carry (almost) every connection.
-    assert "127.0.0.2" in [one() for _ in range(3)]
+    assert "127.0.0.2" in [peer_of_next(fakedc, case) for _ in range(3)]
     first.stop()
     t0 = time.monotonic()
-    assert one() == "127.0.0.3", "the connection after the kill did not go through the second upstream"
+    assert peer_of_next(fakedc, case) == "127.0.0.3", "the connection after the kill did not go through the second upstream"
     rep = server_report(stats_port, "first")
     assert rep["marked_down"] >= 1, rep
     if time.monotonic() - t0 < 5:
         assert not rep["up"] and rep["retry_in_seconds"] >= 1, rep
     # While it is down, the second carries everything without a new attempt at the first.
     fails = rep["connect_failures"]
-    assert one() == "127.0.0.3"
+    assert peer_of_next(fakedc, case) == "127.0.0.3"
     if time.monotonic() - t0 < 5:
         assert server_report(stats_port, "first")["connect_failures"] == fails
     first.start()
@@ -291,7 +293,7 @@ def test_failover_to_the_second_upstream_and_back(proxy_factory, fakedc, daemons
     seen = []
     for _ in range(12):
         time.sleep(0.5)
-        seen.append(one())
+        seen.append(peer_of_next(fakedc, case))
         if seen[-1] == "127.0.0.2":
             break
     assert "127.0.0.2" in seen, seen
@@ -307,24 +309,17 @@ def test_reload_switches_new_connections_to_the_new_upstream_set(proxy_factory, 
     px = proxy_factory([u])
     case = dict(host=px.host, port=px.port, secret=u.client_secret, codec="intermediate")
 
-    def peer_of_next() -> str:
-        before = len(dc_peers(fakedc))
-        r = telethon_many([case])[0]
-        assert r.ok and r.nonce_matches, r.error
-        assert wait_until(lambda: len(dc_peers(fakedc)) > before, 5)
-        return dc_peers(fakedc)[-1]
-
     def reload(text: str, n: int):
         px.config.write_text(text)
         os.kill(px.proc.pid, 1)  # SIGHUP
         assert wait_until(lambda: px.log().count("configuration reloaded") >= n, 10), px.log()[-2000:]
 
-    assert peer_of_next() == "127.0.0.1"
+    assert peer_of_next(fakedc, case) == "127.0.0.1"
     original = px.config.read_text()
     reload(server_toml("dante", "socks5", dante.port) + original, 1)
-    assert peer_of_next() == "127.0.0.2"
+    assert peer_of_next(fakedc, case) == "127.0.0.2"
     reload(original, 2)
-    assert peer_of_next() == "127.0.0.1"
+    assert peer_of_next(fakedc, case) == "127.0.0.1"
 
 
 def test_middle_end_connections_go_through_socks5(proxy_factory, fakedc, tls_cover, daemons, tmp_path, middle):

@@ -319,11 +319,17 @@ pub fn build_client_hello(sni: Option<&str>, session_id: &[u8; 32], size: usize)
     ext.resize(ext.len() + pad, 0);
     body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
     body.extend_from_slice(&ext);
+    client_hello_record(&body)
+}
+
+/// A ClientHello handshake message around `body` (from legacy_version on), in one TLS 1.0
+/// handshake record, as every client's first flight is framed (reference §4.1).
+pub fn client_hello_record(body: &[u8]) -> Vec<u8> {
     let mut rec = vec![0x16, 0x03, 0x01];
     rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
     rec.push(0x01);
     rec.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    rec.extend_from_slice(&body);
+    rec.extend_from_slice(body);
     rec
 }
 

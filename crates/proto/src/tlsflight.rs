@@ -393,12 +393,7 @@ pub fn probe_client_hello(domain: &str, kind: ProbeHello, x25519_share: &[u8; 32
     body.extend_from_slice(&with_len16(&suites));
     body.extend_from_slice(&[0x01, 0x00]);
     body.extend_from_slice(&with_len16(&exts));
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
-    rec.push(0x01);
-    rec.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    rec.extend_from_slice(&body);
-    rec
+    crate::faketls::client_hello_record(&body)
 }
 
 #[cfg(test)]

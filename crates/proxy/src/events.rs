@@ -27,7 +27,8 @@ pub enum FailReason {
     BadTransport,
     /// The client did not complete the handshake in time.
     Timeout,
-    /// Bytes that start like TLS but are not a usable ClientHello, or broken records.
+    /// Bytes that cannot become an accepted handshake (fronted at once), a TLS record that is
+    /// not a usable ClientHello, or broken records.
     Malformed,
     /// The secret belongs to a disabled user.
     UserDisabled,

@@ -142,7 +142,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         match opening::classify(&st.consumed, snap.accepts) {
             Opening::NeedMore => read_more(stream, st).await?,
-            Opening::Front(_) => return Err(Failure::Rejected(FailReason::Malformed)),
+            Opening::Front(why) => return Err(Failure::Rejected(fronted_reason(why, st, snap, origin))),
             Opening::FakeTls => return fake_tls(stream, st, snap, guards, origin).await,
             Opening::Obfuscated2 => break,
         }
@@ -161,6 +161,22 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let pending = st.consumed[INIT_LEN..].to_vec();
         Ok(authenticated(cand, &frame, accepted, None, pending))
+    }
+}
+
+/// The log reason for an opening fronted at once. It never delays the fronting by more than
+/// the secret search: when a whole obfuscated2 init arrived at a fake-TLS-only configuration
+/// (an `ee` user's client that dropped the fake-TLS layer, like Telethon, or an old classic link),
+/// the secrets are tried so that a right secret is logged as `bad_transport` (or the user's own
+/// state), which fail2ban does not ban, and not as `malformed`, which it does.
+fn fronted_reason(why: opening::NotAHandshake, st: &HandshakeState, snap: &Snapshot, origin: Origin<'_>) -> FailReason {
+    if why != opening::NotAHandshake::NotTls || st.consumed.len() < INIT_LEN {
+        return FailReason::Malformed;
+    }
+    let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
+    match match_obfs2(&frame, snap.search_order(origin.hints.get(origin.ip))) {
+        Ok((cand, _)) => cand.usable(SystemTime::now()).err().unwrap_or(FailReason::BadTransport),
+        Err(_) => FailReason::Malformed,
     }
 }
 

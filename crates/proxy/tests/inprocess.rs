@@ -39,8 +39,7 @@ async fn echo_server() -> SocketAddr {
     addr
 }
 
-fn config_text(mask: SocketAddr, extra: &str) -> String {
-    let users = three_users();
+fn config_text(mask: SocketAddr, users: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -63,9 +62,13 @@ struct Proxy {
 }
 
 async fn start(extra: &str) -> Proxy {
+    start_users(&three_users(), extra).await
+}
+
+async fn start_users(users: &str, extra: &str) -> Proxy {
     let dc = FakeDc::start().await.unwrap();
     let mask = echo_server().await;
-    let cfg: Config = parse_str(&config_text(mask, extra), Path::new("test.toml")).unwrap();
+    let cfg: Config = parse_str(&config_text(mask, users, extra), Path::new("test.toml")).unwrap();
     let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let overrides = vec![(mtproxy_core::config::DcKey::Any, vec![mtproxy_core::config::HostPort::parse(&dc.addr.to_string()).unwrap()])];
@@ -166,6 +169,36 @@ async fn failed_handshakes_are_fronted_byte_exactly() {
     let _ = p.mask;
 }
 
+/// With only fake-TLS users, a non-TLS opening is fronted at once (instant fronting), not after
+/// the handshake timeout; a whole obfuscated2 init with an ee user's secret (a client that dropped
+/// the fake-TLS layer) is still named `bad_transport`, which fail2ban does not ban.
+#[tokio::test]
+async fn fake_tls_only_fronts_plain_openings_at_once_and_names_a_right_secret() {
+    let p = start_users(&format!("[users.ee]\nsecret = \"{S_EE}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n"), "").await;
+    let echoed_within = |data: Vec<u8>| async move {
+        let t0 = std::time::Instant::now();
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(&data).await.unwrap();
+        let mut back = vec![0u8; data.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back)).await.unwrap().unwrap();
+        assert_eq!(back, data, "fronted byte for byte");
+        t0.elapsed()
+    };
+    let plain_init = {
+        let mut c = Client::connect(p.addr, &secret(S_EE), &Mode::Padded, 2).await.unwrap();
+        assert_refused(&mut c).await;
+        failures(&p, FailReason::BadTransport)
+    };
+    assert_eq!(plain_init, 1, "a right secret through the wrong transport is bad_transport");
+    let junk: Vec<u8> = (0..64u32).map(|i| (i * 7 + 1) as u8).collect();
+    // The handshake timeout is 2 s: an answer well inside it was fronted at once.
+    assert!(echoed_within(junk).await < Duration::from_millis(500));
+    assert!(echoed_within(b"GET / HTTP/1.1\r\nHost: cover.test\r\n\r\n".to_vec()).await < Duration::from_millis(500));
+    assert_eq!(failures(&p, FailReason::Malformed), 2);
+    assert_eq!(failures(&p, FailReason::BadTransport), 1);
+    assert_eq!(failures(&p, FailReason::Timeout), 0);
+}
+
 fn now() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
 }
@@ -238,7 +271,7 @@ async fn live_reload_adds_removes_and_keeps_others() {
     roundtrip(&mut dd, 10).await;
     roundtrip(&mut classic, 10).await;
     // Remove `dd`, add `new`.
-    let text = config_text(p.mask, "[users.new]\nsecret = \"33112233445566778899aabbccddeeff\"\nkind = \"dd\"\n")
+    let text = config_text(p.mask, &three_users(), "[users.new]\nsecret = \"33112233445566778899aabbccddeeff\"\nkind = \"dd\"\n")
         .replace(&format!("[users.dd]\nsecret = \"{S_DD}\"\nkind = \"dd\"\n"), "");
     p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
     roundtrip(&mut classic, 100).await;
@@ -265,13 +298,13 @@ async fn returning_address_hint_changes_order_not_answers() {
     roundtrip(&mut ee, 10).await;
     assert_eq!(p.shared.hints.get(here), Some(secret(S_EE)));
     // The hinted user is disabled: refused as disabled, exactly as without a hint.
-    let text = config_text(p.mask, "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\n"), &format!("[users.ee]\nsecret = \"{S_EE}\"\nenabled = false\n"));
+    let text = config_text(p.mask, &three_users(), "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\n"), &format!("[users.ee]\nsecret = \"{S_EE}\"\nenabled = false\n"));
     p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
     let off = Client::connect(p.addr, &secret(S_EE), &Mode::FakeTls { domain: "cover.test".into() }, 2).await;
     assert!(off.is_err(), "no ServerHello for a disabled user (fronted instead)");
     assert_eq!(failures(&p, FailReason::UserDisabled), 1);
     // The hinted user is removed: its secret is a bad secret now; the others still get in.
-    let text = config_text(p.mask, "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n"), "");
+    let text = config_text(p.mask, &three_users(), "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n"), "");
     p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
     let gone = Client::connect(p.addr, &secret(S_EE), &Mode::FakeTls { domain: "cover.test".into() }, 2).await;
     assert!(gone.is_err(), "no ServerHello for a removed user");
@@ -285,7 +318,7 @@ async fn returning_address_hint_changes_order_not_answers() {
 async fn rotation_grace_keeps_old_secret_until_expiry() {
     let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 2;
     let p = start("").await;
-    let text = config_text(p.mask, "").replace(
+    let text = config_text(p.mask, &three_users(), "").replace(
         &format!("[users.dd]\nsecret = \"{S_DD}\"\n"),
         &format!("[users.dd]\nsecret = \"44112233445566778899aabbccddeeff\"\nprevious_secret = \"{S_DD}\"\nprevious_secret_expires = {until}\n"),
     );
@@ -306,7 +339,7 @@ async fn rotation_grace_keeps_old_secret_until_expiry() {
 async fn start_with_stop(extra_server: &str, extra: &str, drain: Duration) -> (Proxy, CancellationToken, tokio::task::JoinHandle<()>) {
     let dc = FakeDc::start().await.unwrap();
     let mask = echo_server().await;
-    let text = config_text(mask, extra).replace("[timeouts]\n", &format!("{extra_server}\n[timeouts]\n"));
+    let text = config_text(mask, &three_users(), extra).replace("[timeouts]\n", &format!("{extra_server}\n[timeouts]\n"));
     let cfg: Config = parse_str(&text, Path::new("test.toml")).unwrap();
     let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -325,7 +358,7 @@ async fn closed_within(c: &mut Client, within: Duration) -> bool {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     let (p, _stop, _t) = start_with_stop("", "", Duration::from_secs(1)).await;
-    let text = config_text(p.mask, "").replace("handshake = \"2s\"", "handshake = \"2s\"\nidle = \"1s\"");
+    let text = config_text(p.mask, &three_users(), "").replace("handshake = \"2s\"", "handshake = \"2s\"\nidle = \"1s\"");
     p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
     let mut c = Client::connect(p.addr, &secret(S_DD), &Mode::Padded, 2).await.unwrap();
     roundtrip(&mut c, 10).await;
