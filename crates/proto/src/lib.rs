@@ -21,6 +21,8 @@
 //! `socks5` and `http_connect` are the client side of the upstream proxies the DC leg can go
 //! through (`[upstream]`).
 
+#![forbid(unsafe_code)]
+
 pub mod crypto;
 pub mod faketls;
 pub mod framing;

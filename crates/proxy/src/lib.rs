@@ -9,6 +9,8 @@
 //! listener that reads them. `snapshot` is the immutable configuration view that live reloads
 //! swap. `cover` learns each cover site's TLS flight and shapes the fake-TLS flight like it.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod cover;
 pub mod dc;
