@@ -1,4 +1,4 @@
-//! The configuration file as the store of users and settings (design.md "control path").
+//! The configuration file as the store of users and settings (docs/design.md "control path").
 //!
 //! Every change goes: take an exclusive lock (`flock` on `<config>.lock`, so concurrent CLI
 //! calls serialise) -> read -> edit the TOML document (`toml_edit`, so the admin's comments and

@@ -1,5 +1,5 @@
 //! Fuzz the fake-TLS ClientHello path the server runs on the first bytes of a connection
-//! (reference §4.1-§4.2): `read_client_hello`, then `parse_hello_fields` and `HelloAuth::check`
+//! (docs/protocol.md §4.1-§4.2): `read_client_hello`, then `parse_hello_fields` and `HelloAuth::check`
 //! on the canonical form.
 //!
 //! Invariants checked beyond "no panic":

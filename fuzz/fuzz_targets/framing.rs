@@ -1,4 +1,4 @@
-//! Fuzz the MTProto transport framings (reference §3) the middle-proxy path cuts the decrypted
+//! Fuzz the MTProto transport framings (docs/protocol.md §3) the middle-proxy path cuts the decrypted
 //! client stream with. The first input byte picks the framing; the rest is the stream, decoded
 //! packet after packet until it needs more bytes or is refused.
 //!

@@ -1,4 +1,4 @@
-//! Fuzz the obfuscated2 init a server reads from every classic/`dd` client (reference §2.4),
+//! Fuzz the obfuscated2 init a server reads from every classic/`dd` client (docs/protocol.md §2.4),
 //! trying the input's first 64 bytes against no secret and a few secrets as the server does, and
 //! then decoding what follows in the announced framing as the middle-proxy path would (§3.5).
 //!

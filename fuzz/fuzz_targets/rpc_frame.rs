@@ -1,4 +1,4 @@
-//! Fuzz the middle-proxy RPC parsers the proxy runs on bytes from a middle-end (reference
+//! Fuzz the middle-proxy RPC parsers the proxy runs on bytes from a middle-end (docs/protocol.md
 //! §5.3, §5.7) and the fake middle-end runs on bytes from the proxy (§5.4, §5.6): the frame
 //! reader (length, sequence number, CRC32, padding words), then every message parser on each
 //! frame payload, and the `proxy-multi.conf` parser on the input as text.

@@ -1,4 +1,4 @@
-//! Fuzz the fake-TLS data phase (reference §4.8): the client's TLS record stream, de-framed in
+//! Fuzz the fake-TLS data phase (docs/protocol.md §4.8): the client's TLS record stream, de-framed in
 //! place by `RecordReader` while it arrives in arbitrary TCP pieces.
 //!
 //! Input layout: byte 0 seeds the split sizes, the rest is the record stream. The stream is fed

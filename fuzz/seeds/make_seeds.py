@@ -3,7 +3,7 @@
 
 Seeds are valid inputs for each target, so the fuzzer starts from inside the accepting paths
 instead of having to discover a signed hello or an accepted init by chance (it cannot: those
-are guarded by an HMAC and by AES). Values come from mtproto-proxy-protocol.md section 8.
+are guarded by an HMAC and by AES). Values come from docs/protocol.md §8.
 Only the Python standard library is used.
 """
 import hashlib

@@ -3,7 +3,7 @@
 //! version the server picks from its ServerHello (`supported_versions`, RFC 8446 §4.2.1).
 //!
 //! No key exchange is completed and no certificate is checked: the fake-TLS ServerHello a
-//! proxy imitates is the 1.3 one (reference §4.7), so what matters is that the cover domain
+//! proxy imitates is the 1.3 one (docs/protocol.md §4.7), so what matters is that the cover domain
 //! answers 1.3 the way we do. No crypto library is needed for that.
 //!
 //! The ServerHello's `key_share` (RFC 8446 §4.2.8) says which group the server picked; a

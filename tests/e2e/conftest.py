@@ -143,7 +143,7 @@ def echo_mask():
 
 def check_dc_inits(dc: FakeDC):
     """Every init a proxy sent to this fake DC decoded without a secret (a valid tag) and obeyed
-    the plain-TCP generator rules of protocol doc section 2.1."""
+    the plain-TCP generator rules of docs/protocol.md §2.1."""
     evs = dc.snapshot()
     bad = [e for e in evs if e["ev"] == "bad_init"]
     assert not bad, "the proxy sent an init the fake DC could not decode: %s" % bad
@@ -179,7 +179,7 @@ def fakedc_factory():
 
 class Proxy:
     """The proxy under test, started from a config file this class writes (format: the
-    contract in the task brief / design.md), stdout+stderr captured to proxy.log."""
+    contract in config.example.toml), stdout+stderr captured to proxy.log."""
 
     def __init__(self, workdir: Path, users: list[User], dc: FakeDC, mask: str | None = None,
                  fronting: bool = True, allow_any_transport: bool = False, timeouts: dict | None = None,

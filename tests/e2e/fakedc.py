@@ -1,6 +1,6 @@
 """A fake Telegram DC for the end-to-end tests (docs/testing.md, "A fake Telegram DC").
 
-It accepts the obfuscated2 init a proxy sends towards a DC (no secret, section 2.2), reads abridged,
+It accepts the obfuscated2 init a proxy sends towards a DC (no secret, docs/protocol.md §2.2), reads abridged,
 intermediate and padded-intermediate frames, answers req_pq_multi / req_pq with a resPQ (listing
 the TDLib and the Telethon key fingerprints) in the framing the client used, and records every
 event (connection, init, constructor received, close) with the connection id and the DC id.

@@ -167,7 +167,7 @@ class User:
 
     @property
     def client_secret(self) -> str:
-        """The secret as a client gets it in a link (docs section 1.2)."""
+        """The secret as a client gets it in a link (docs/protocol.md §1.2)."""
         if self.kind == "classic":
             return self.secret
         if self.kind == "dd":

@@ -1,5 +1,5 @@
 """Wire helpers for the end-to-end tests (a small, independent implementation of
-docs/mtproto-proxy-protocol.md written for testing; it never talks to a network by itself).
+docs/protocol.md written for testing; it never talks to a network by itself).
 
 * obfuscated2 init build / accept (section 2)
 * transport framings: abridged, intermediate, padded intermediate (section 3)
@@ -274,7 +274,7 @@ def _ext(t: int, data: bytes) -> bytes:
 
 def client_hello_template(domain: str | None, session_id: bytes, grease: bytes,
                           x25519: bytes, total_len: int = 517) -> bytearray:
-    """A TLS 1.3 ClientHello laid out like the 517-byte hello of protocol doc section 8.3
+    """A TLS 1.3 ClientHello laid out like the 517-byte hello of docs/protocol.md §8.3
     (random zeroed). grease: 7 GREASE bytes (0x?a each); domain None = no SNI extension."""
     g = lambda i: bytes([grease[i], grease[i]])  # noqa: E731
     suites = g(0) + bytes.fromhex("130113021303c02bc02fc02cc030cca9cca8c013c014009c009d002f0035000a")

@@ -22,7 +22,7 @@ def test_telethon_all_framings(proxy_factory, fakedc):
     res = telethon_many(cases)
     for c, r in zip(cases, res):
         assert r.ok and r.nonce_matches, (c["codec"], r.error)
-    # Direct mode relays the framing unchanged, so the DC must see the client's tag (doc 2.7).
+    # Direct mode relays the framing unchanged, so the DC must see the client's tag (docs/protocol.md §2.7).
     tags = sorted(e["tag"] for e in fakedc.snapshot() if e["ev"] == "init")
     assert tags == ["abridged", "intermediate", "padded"]
     assert len(fakedc.received("req_pq_multi")) == 3
@@ -95,7 +95,7 @@ def test_ipv4_and_ipv6_listeners(proxy_factory, fakedc):
 
 
 def test_fake_tls_session_own_client(proxy_factory, fakedc):
-    """Our fake-TLS client: ServerHello flight verifies (doc 4.7), data phase works, DC sees dd."""
+    """Our fake-TLS client: ServerHello flight verifies (docs/protocol.md §4.7), data phase works, DC sees dd."""
     bob = User("bob", "ee")
     px = proxy_factory([bob])
     r, hello, flight = mtp.fake_tls_req_pq(px.host, px.port, bob.key, bob.domain)

@@ -1,4 +1,4 @@
-"""Active-probing resistance (doc 4.9): whatever fails the handshake is spliced, unchanged, to the
+"""Active-probing resistance (docs/protocol.md §4.9): whatever fails the handshake is spliced, unchanged, to the
 mask host, and each failure writes exactly one `handshake failed client=IP:PORT reason=R` line."""
 
 import os
@@ -140,7 +140,7 @@ def test_replayed_hello_is_fronted_byte_exact(ee_proxy, echo_mask, fakedc):
 
 
 def test_hello_split_across_segments_is_accepted(ee_proxy, fakedc):
-    """The ClientHello may arrive in several TCP segments (doc 4.1)."""
+    """The ClientHello may arrive in several TCP segments (docs/protocol.md §4.1)."""
     bob = ee_proxy.user("bob")
     hello = mtp.build_client_hello(bob.key, bob.domain)
     c = mtp.FakeTlsClient(ee_proxy.host, ee_proxy.port, bob.key, bob.domain)

@@ -119,7 +119,7 @@ def test_flight_has_the_covers_shape(name, covers, proxy_factory):
 
 def test_without_emulation_a_prober_tells_the_flight_apart(covers, proxy_factory):
     """The control of the test above: with `emulate_cover = false` the flight is the generic one
-    of protocol doc 4.7, and the same comparison sees it (so the comparison is not vacuous)."""
+    of docs/protocol.md §4.7, and the same comparison sees it (so the comparison is not vacuous)."""
     cover = covers["nginx"]
     bob = User("bob", "ee", domain=DOMAIN)
     px = proxy_factory([bob], mask=cover.addr, fake_tls={"emulate_cover": "false"})

@@ -6,7 +6,7 @@ unchanged, TDLib connects. Cut into the cover's record layout (23 / 813 / rest b
 refuses it: signed the way TDLib checks (over ServerHello, ChangeCipherSpec and the first
 ApplicationData record) it says "Proxy has sent too many data" (bytes beyond the three records
 before it has sent anything); signed over the whole flight, "Response hash mismatch" (protocol
-doc 4.7; td/mtproto/TlsInit.cpp)."""
+docs/protocol.md §4.7; td/mtproto/TlsInit.cpp)."""
 
 from __future__ import annotations
 

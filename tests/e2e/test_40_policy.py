@@ -93,7 +93,7 @@ def test_ee_user_with_plain_obfuscated2_is_refused(proxy_factory, fakedc, echo_m
 
 
 def test_ee_inner_tag_must_be_padded(proxy_factory, fakedc, echo_mask):
-    """Inside fake-TLS only the padded intermediate tag is a valid client (doc 2.6)."""
+    """Inside fake-TLS only the padded intermediate tag is a valid client (docs/protocol.md §2.6)."""
     bob = User("bob", "ee")
     px = proxy_factory([bob], mask=echo_mask.addr)
     c = mtp.FakeTlsClient(px.host, px.port, bob.key, bob.domain)

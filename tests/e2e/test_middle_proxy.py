@@ -224,7 +224,7 @@ def test_middle_counters_match_what_the_middle_end_saw(proxy_factory, fakedc, tl
         reqs = me.snapshot("proxy_req")
         hs = len(me.snapshot("handshake"))
         # A session's end sends RPC_CLOSE_CONN; an answer that arrives after it makes the proxy
-        # send another for the same id (forget a client we no longer have, reference §5.7).
+        # send another for the same id (forget a client we no longer have, docs/protocol.md §5.7).
         close_ids = [e["conn_id"] for e in me.snapshot("close_conn")]
         closes, sessions_closed = len(close_ids), len(set(close_ids))
         answers = sum(1 for e in reqs

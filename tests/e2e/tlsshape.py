@@ -45,7 +45,7 @@ def x25519_share() -> bytes:
 def tdlib_like_hello(domain: str | None, secret: bytes | None = None, ts: int | None = None,
                      apple: bool = False) -> bytes:
     """A TDLib-shaped ClientHello record for `domain` (None: no SNI, as Telegram for iOS).
-    With `secret`, the random is the fake-TLS authenticator of protocol doc section 4.2; without,
+    With `secret`, the random is the fake-TLS authenticator of docs/protocol.md §4.2; without,
     it is random (a prober's hello). `apple`: TDLib's Apple cipher order and ALPN."""
     g = _grease()
     suites = g[0] + (bytes.fromhex("130213011303") if apple else bytes.fromhex("130113021303")) + bytes.fromhex(

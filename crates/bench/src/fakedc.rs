@@ -1,7 +1,7 @@
 //! The fake DC, run as its own process (`bench fake-dc PORT`) so that its sockets and CPU are
 //! not counted against the client's file limit or the proxy's CPU.
 //!
-//! It accepts any obfuscated2 init without a secret (what the proxy sends a DC, reference §2.7),
+//! It accepts any obfuscated2 init without a secret (what the proxy sends a DC, docs/protocol.md §2.7),
 //! then reads a 9-byte command from the decrypted stream:
 //!
 //! ```text

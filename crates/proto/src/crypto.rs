@@ -1,5 +1,5 @@
 //! The one cipher of the data path: AES-256 in CTR mode with a 128-bit big-endian counter
-//! (reference §0; OpenSSL `EVP_aes_256_ctr`). One keystream per direction lives for the whole
+//! (docs/protocol.md §0; OpenSSL `EVP_aes_256_ctr`). One keystream per direction lives for the whole
 //! connection and is applied to bytes in arrival order, whatever the packet or record boundaries.
 
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};

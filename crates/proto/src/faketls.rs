@@ -1,5 +1,5 @@
 //! Fake-TLS (`ee` secrets): ClientHello reading and authentication, the ServerHello flight,
-//! and TLS record (de)framing of the data phase (reference §4).
+//! and TLS record (de)framing of the data phase (docs/protocol.md §4).
 //!
 //! ```text
 //! client                                   proxy
@@ -69,7 +69,7 @@ pub fn looks_like_tls(first: &[u8]) -> bool {
     first.len() >= 3 && first[0] == 0x16 && first[1] == 0x03 && first[2] == 0x01
 }
 
-/// Read a ClientHello from the start of `buf` (reference §4.1): one record or several handshake
+/// Read a ClientHello from the start of `buf` (docs/protocol.md §4.1): one record or several handshake
 /// records that together carry one ClientHello message.
 pub fn read_client_hello(buf: &[u8]) -> Result<HelloRead, HelloError> {
     let mut pos = 0;
@@ -257,7 +257,7 @@ impl HelloAuth {
         &self.received_random
     }
 
-    /// `Some(timestamp)` when the hello was signed with `secret` (reference §4.2). The 28-byte
+    /// `Some(timestamp)` when the hello was signed with `secret` (docs/protocol.md §4.2). The 28-byte
     /// comparison is constant-time.
     pub fn check(&self, secret: &Secret) -> Option<u32> {
         let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -275,7 +275,7 @@ impl HelloAuth {
     }
 }
 
-/// Sign a hello as a client does: fill in the random for `timestamp` (reference §4.2).
+/// Sign a hello as a client does: fill in the random for `timestamp` (docs/protocol.md §4.2).
 /// Used by test clients and the benchmark.
 pub fn sign_client_hello(hello: &mut [u8], secret: &Secret, timestamp: u32) {
     hello[RANDOM_OFFSET..RANDOM_OFFSET + RANDOM_LEN].fill(0);
@@ -323,7 +323,7 @@ pub fn build_client_hello(sni: Option<&str>, session_id: &[u8; 32], size: usize)
 }
 
 /// A ClientHello handshake message around `body` (from legacy_version on), in one TLS 1.0
-/// handshake record, as every client's first flight is framed (reference §4.1).
+/// handshake record, as every client's first flight is framed (docs/protocol.md §4.1).
 pub fn client_hello_record(body: &[u8]) -> Vec<u8> {
     let mut rec = vec![0x16, 0x03, 0x01];
     rec.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
@@ -347,7 +347,7 @@ pub struct ServerHelloParams<'a> {
     pub app_data: &'a [u8],
 }
 
-/// Build the ServerHello / ChangeCipherSpec / ApplicationData flight (reference §4.7) and sign it.
+/// Build the ServerHello / ChangeCipherSpec / ApplicationData flight (docs/protocol.md §4.7) and sign it.
 pub fn server_hello(secret: &Secret, p: &ServerHelloParams<'_>) -> Vec<u8> {
     let sid = &p.session_id[..p.session_id.len().min(32)];
     let ext_len = p.layout.extensions_len();
@@ -441,7 +441,7 @@ pub enum RecordError {
 }
 
 /// De-frames the client's record stream in place: ApplicationData payloads are kept,
-/// ChangeCipherSpec records are skipped, anything else is an error (reference §4.8).
+/// ChangeCipherSpec records are skipped, anything else is an error (docs/protocol.md §4.8).
 /// Record boundaries are meaningless for the inner stream, so input may be split anywhere.
 #[derive(Debug, Default, Clone)]
 pub struct RecordReader {

@@ -1,4 +1,4 @@
-//! MTProto transport framings inside the obfuscated2 stream (reference §3): abridged,
+//! MTProto transport framings inside the obfuscated2 stream (docs/protocol.md §3): abridged,
 //! intermediate and padded intermediate.
 //!
 //! ```text
@@ -13,7 +13,7 @@
 
 use crate::obfs2::ProtoTag;
 
-/// The largest packet we accept (official `MAX_POST_SIZE`, reference §3.1).
+/// The largest packet we accept (official `MAX_POST_SIZE`, docs/protocol.md §3.1).
 pub const MAX_PACKET: usize = 262144 * 4 - 4096;
 
 /// One decoded client packet.
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn reference_examples() {
-        // Reference §8.6.
+        // docs/protocol.md §8.6.
         let p40: Vec<u8> = (0..40).collect();
         let p1000: Vec<u8> = (0..1000).map(|i| i as u8).collect();
         let mut out = Vec::new();

@@ -1,4 +1,4 @@
-//! Proxy links (reference §1.4): `tg://proxy?server=…&port=…&secret=…` and the `https://t.me`
+//! Proxy links (docs/protocol.md §1.4): `tg://proxy?server=…&port=…&secret=…` and the `https://t.me`
 //! form. The secret is written in hex in the form each kind needs (§1.2), the form every client
 //! accepts; the server is percent-encoded except for the characters a host name or an IPv6
 //! address needs.

@@ -1,4 +1,4 @@
-//! obfuscated2: the 64-byte init and the AES-256-CTR stream keys (reference §2).
+//! obfuscated2: the 64-byte init and the AES-256-CTR stream keys (docs/protocol.md §2).
 //!
 //! ```text
 //! offset  0      8                      40           56    60   62   64
@@ -113,7 +113,7 @@ pub struct StreamKeys {
     pub responder_to_initiator: KeyIv,
 }
 
-/// Derive both directions' keys from an init (reference §2.2). `secret` is `None` between the
+/// Derive both directions' keys from an init (docs/protocol.md §2.2). `secret` is `None` between the
 /// proxy and a DC.
 pub fn derive_keys(frame: &HandshakeFrame, secret: Option<&Secret>) -> StreamKeys {
     let r = frame.reversed_material();
@@ -138,7 +138,7 @@ pub fn derive_keys(frame: &HandshakeFrame, secret: Option<&Secret>) -> StreamKey
 #[derive(Debug)]
 pub struct Accepted {
     pub tag: ProtoTag,
-    /// Signed DC id (negative: media; 10000+n: test DC; 0: unspecified), reference §2.5.
+    /// Signed DC id (negative: media; 10000+n: test DC; 0: unspecified), docs/protocol.md §2.5.
     pub dc: i16,
     /// Decrypts what the client sends next (already at keystream offset 64).
     pub client_to_proxy: AesCtr,
@@ -146,7 +146,7 @@ pub struct Accepted {
     pub proxy_to_client: KeyIv,
 }
 
-/// Try to accept an init with one secret (reference §2.4). `None` when the decrypted tag is not
+/// Try to accept an init with one secret (docs/protocol.md §2.4). `None` when the decrypted tag is not
 /// one of the three known tags, i.e. the secret does not match.
 pub fn accept(frame: &HandshakeFrame, secret: Option<&Secret>) -> Option<Accepted> {
     // Derive only the client->server key first: most candidates fail the tag check, and each
@@ -171,7 +171,7 @@ pub fn accept(frame: &HandshakeFrame, secret: Option<&Secret>) -> Option<Accepte
     Some(Accepted { tag, dc, client_to_proxy: dec, proxy_to_client: keys.responder_to_initiator })
 }
 
-/// True when 64 random bytes may start an init on plain TCP (reference §2.1 generator rules).
+/// True when 64 random bytes may start an init on plain TCP (docs/protocol.md §2.1 generator rules).
 pub fn is_valid_init_prefix(p: &[u8; INIT_LEN]) -> bool {
     if p[0] == 0xef {
         return false;
@@ -196,7 +196,7 @@ pub struct Initiated {
     pub decrypt: AesCtr,
 }
 
-/// Build an init (reference §2.3). `random` must satisfy [`is_valid_init_prefix`] (callers draw
+/// Build an init (docs/protocol.md §2.3). `random` must satisfy [`is_valid_init_prefix`] (callers draw
 /// again when it does not); the tag and DC id are written into it.
 pub fn initiate(random: [u8; INIT_LEN], tag: ProtoTag, dc: i16, secret: Option<&Secret>) -> Initiated {
     let mut p = random;
@@ -212,7 +212,7 @@ pub fn initiate(random: [u8; INIT_LEN], tag: ProtoTag, dc: i16, secret: Option<&
     Initiated { wire, encrypt, decrypt: keys.responder_to_initiator.cipher() }
 }
 
-/// "Fast mode" material (reference §2.7): the `P[8:56]` that makes a DC encrypt its answers with
+/// "Fast mode" material (docs/protocol.md §2.7): the `P[8:56]` that makes a DC encrypt its answers with
 /// exactly `towards_client`, so DC->client bytes can be forwarded without re-encryption.
 pub fn fast_mode_material(towards_client: &KeyIv) -> [u8; 48] {
     let mut m = [0u8; 48];

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Why a forbidden opening is only judged below 64 bytes: iOS clients test the forbidden list
-//! against the encrypted first word, so a real iOS init can start with one (reference §2.1).
+//! against the encrypted first word, so a real iOS init can start with one (docs/protocol.md §2.1).
 //! Real clients write the whole 64-byte init at once, so it arrives in one segment and is
 //! decoded before anything is fronted; only a short opening is judged by its first bytes.
 
@@ -43,7 +43,7 @@ pub enum NotAHandshake {
     NothingAccepted,
     /// Not a TLS record, and only fake-TLS is accepted.
     NotTls,
-    /// An opening that obfuscated2 clients never generate (reference §2.1).
+    /// An opening that obfuscated2 clients never generate (docs/protocol.md §2.1).
     ForbiddenOpening,
     /// A plain-text request line (`GET /`, `CONNECT host:443 HTTP/1.1`, ...).
     PlainText,
@@ -64,7 +64,7 @@ pub enum Opening {
 
 const TLS_HELLO_PREFIX: [u8; 3] = [0x16, 0x03, 0x01];
 
-/// First words an obfuscated2 generator must reject (reference §2.1), little-endian.
+/// First words an obfuscated2 generator must reject (docs/protocol.md §2.1), little-endian.
 const FORBIDDEN_FIRST_WORDS: [u32; 7] = [0x4441_4548, 0x5453_4f50, 0x2054_4547, 0x4954_504f, 0xdddd_dddd, 0xeeee_eeee, 0x0201_0316];
 
 /// Classify the first bytes of a connection for a configuration that accepts `accepts`.

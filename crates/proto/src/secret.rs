@@ -1,4 +1,4 @@
-//! Secrets: the 16-byte server key and the client-side forms built from it (reference §1).
+//! Secrets: the 16-byte server key and the client-side forms built from it (docs/protocol.md §1).
 //!
 //! The server only ever knows the 16 random bytes; `dd`/`ee` prefixes and the fake-TLS domain
 //! are instructions to the client and never travel on the wire. A user's *kind* decides which
@@ -55,7 +55,7 @@ impl Secret {
         format!("{}…{}", &h[..4], &h[28..])
     }
 
-    /// The secret as the client types it for the given kind (reference §1.2/§1.3, hex form).
+    /// The secret as the client types it for the given kind (docs/protocol.md §1.2/§1.3, hex form).
     pub fn client_form(&self, kind: &SecretKind) -> String {
         match kind {
             SecretKind::Classic => self.to_hex(),
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn client_forms_match_reference_examples() {
-        // Reference §1.3 example.
+        // docs/protocol.md §1.3 example.
         let s = Secret::from_hex("00112233445566778899aabbccddeeff").unwrap();
         assert_eq!(s.client_form(&SecretKind::Classic), "00112233445566778899aabbccddeeff");
         assert_eq!(s.client_form(&SecretKind::Padded), "dd00112233445566778899aabbccddeeff");

@@ -3,7 +3,7 @@
 //!
 //! Cover-site emulation (docs/indistinguishability.md): the proxy learns, per cover domain,
 //! what the real site answers to a ClientHello like the ones Telegram clients send, and shapes
-//! its own fake-TLS flight (reference §4.7) to match:
+//! its own fake-TLS flight (docs/protocol.md §4.7) to match:
 //!
 //! ```text
 //! cover:  16 03 03 LEN ServerHello(cipher, extensions in the cover's order, key_share group)
@@ -68,7 +68,7 @@ pub struct ServerHelloLayout {
 }
 
 impl ServerHelloLayout {
-    /// The layout of reference §4.7 (key_share x25519, then supported_versions), used when no
+    /// The layout of docs/protocol.md §4.7 (key_share x25519, then supported_versions), used when no
     /// cover has been learned.
     pub fn generic(cipher: u16) -> Self {
         ServerHelloLayout {
@@ -287,7 +287,7 @@ fn with_len16(body: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A ClientHello record shaped like TDLib's for `domain` (reference §4.1: GREASE, a Chrome-like
+/// A ClientHello record shaped like TDLib's for `domain` (docs/protocol.md §4.1: GREASE, a Chrome-like
 /// cipher list, X25519MLKEM768 and x25519 key shares, ECH GREASE, extensions in random order),
 /// with a random `random` (it is not signed: this hello asks a real site, not a proxy).
 /// `fill` supplies randomness. `x25519_share` is the client's x25519 public key.

@@ -50,7 +50,7 @@ fn split_at_cuts<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Framing (reference §3)
+// Framing (docs/protocol.md §3)
 // ---------------------------------------------------------------------------------------------
 
 /// One client packet as generated: payload (multiple of 4), quick-ACK bit, padding (`dd` only).
@@ -77,7 +77,7 @@ fn framed_stream() -> impl Strategy<Value = (ProtoTag, Vec<Sent>)> {
 }
 
 /// What the receiver must see for a sent packet: padded intermediate keeps `body[..total & !3]`
-/// (reference §3.3), so 4..15 padding bytes leave whole words of padding in the payload.
+/// (docs/protocol.md §3.3), so 4..15 padding bytes leave whole words of padding in the payload.
 fn expected(tag: ProtoTag, s: &Sent) -> Packet {
     let payload = if tag == ProtoTag::PaddedIntermediate {
         let mut body = s.payload.clone();
@@ -166,7 +166,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// obfuscated2 (reference §2)
+// obfuscated2 (docs/protocol.md §2)
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
@@ -213,7 +213,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fake-TLS (reference §4)
+// Fake-TLS (docs/protocol.md §4)
 // ---------------------------------------------------------------------------------------------
 
 /// A syntactically complete single-record ClientHello of exactly `total` bytes, random zeroed,
@@ -443,7 +443,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Secrets (reference §1)
+// Secrets (docs/protocol.md §1)
 // ---------------------------------------------------------------------------------------------
 
 fn kind() -> impl Strategy<Value = SecretKind> {

@@ -1,4 +1,4 @@
-//! Where a DC id goes in direct mode (reference §2.5, §5.8, §7.2).
+//! Where a DC id goes in direct mode (docs/protocol.md §2.5, §5.8, §7.2).
 //!
 //! Lookup order: an override for the exact signed id, then for `|id|`, then `*`; else the
 //! built-in table for `|id|` (1-5, 203 CDN, 10001-10003 test). Unknown ids (and 0) go to DC 2,

@@ -1,5 +1,5 @@
 //! Fronting: a connection that failed the handshake is spliced, byte for byte, to a real web
-//! site (reference §4.9), so an active prober sees that site and nothing of a proxy.
+//! site (docs/protocol.md §4.9), so an active prober sees that site and nothing of a proxy.
 //!
 //! What the client already sent goes first, then both directions are relayed unchanged until
 //! either side closes, the byte cap or the time cap is reached. A mask host that resolves to

@@ -1,5 +1,5 @@
 //! Client handshake: classify the first bytes, authenticate against every user's secret,
-//! check the transport, the clock, the SNI and the replay cache (design.md "data path").
+//! check the transport, the clock, the SNI and the replay cache (docs/design.md "data path").
 //!
 //! ```text
 //! every read            -> opening::classify: can these bytes still become an accepted
@@ -77,7 +77,7 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// Whether `tag` is an allowed transport for `kind` (reference §2.6; by default each kind only
+/// Whether `tag` is an allowed transport for `kind` (docs/protocol.md §2.6; by default each kind only
 /// through its own transport).
 fn transport_allowed(kind: &SecretKind, tag: ProtoTag, in_tls: bool, allow_any: bool) -> bool {
     if allow_any {

@@ -1,4 +1,4 @@
-//! Per-user limits, enforced when an authenticated client is admitted (design.md "data path":
+//! Per-user limits, enforced when an authenticated client is admitted (docs/design.md "data path":
 //! after the handshake, before the upstream connect): expiry date, data quota (optionally per
 //! calendar month), connections open at once, distinct client IPs open at once.
 //!

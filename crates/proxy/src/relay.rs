@@ -1,5 +1,5 @@
 //! The data phase: both directions at once, re-encrypting between the client's and the DC's
-//! obfuscated2 streams (reference §2.7) and (de)framing TLS records for fake-TLS clients.
+//! obfuscated2 streams (docs/protocol.md §2.7) and (de)framing TLS records for fake-TLS clients.
 //!
 //! ```text
 //! client --[TLS records]--> deframe -> AES-CTR decrypt (client key) -> encrypt (DC key) --> DC

@@ -1,4 +1,4 @@
-//! Anti-replay: a bounded, time-windowed set of handshake digests (reference §2.8, §4.5).
+//! Anti-replay: a bounded, time-windowed set of handshake digests (docs/protocol.md §2.8, §4.5).
 //!
 //! Keys are 16 bytes of per-handshake randomness (the fake-TLS client random, or obfuscated2's
 //! `P[8:24]`), stored after a successful authentication so that random probes cannot flush

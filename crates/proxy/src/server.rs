@@ -1,5 +1,5 @@
 //! The server as a library: bind listeners, accept, run each connection through
-//! admission -> handshake -> fronting or upstream -> relay (design.md "data path").
+//! admission -> handshake -> fronting or upstream -> relay (docs/design.md "data path").
 //!
 //! `serve` runs until `shutdown` is cancelled, then stops accepting and waits for open
 //! connections to finish, up to the drain deadline, before closing the rest. Tests run it

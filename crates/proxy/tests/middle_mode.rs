@@ -109,7 +109,7 @@ async fn every_kind_goes_through_the_middle_end_with_the_ad_tag() {
     let files = MeFiles::new(&proxy_secret(), &[me.addr]);
     let p = start(parse(&config_text(&files.section(Some(AD_TAG), 2)))).await;
     for (i, (_, s, mode, tag)) in modes().into_iter().enumerate() {
-        // DC 9999 is unknown: served by the file's default cluster (reference §7.2).
+        // DC 9999 is unknown: served by the file's default cluster (docs/protocol.md §7.2).
         let dc = if i == 0 { 9999 } else { 2 };
         let mut c = Client::connect(p.addr, &Secret::from_hex(s).unwrap(), &mode, dc).await.unwrap();
         let client_addr = c.stream().local_addr().unwrap();
@@ -292,7 +292,7 @@ async fn unreachable_middle_end_refuses_fast_and_tries_every_address() {
 
 #[tokio::test]
 async fn ipv6_middle_end() {
-    // An IPv6 middle-end: the IPv6 key layout (reference §8.4 D6) end to end.
+    // An IPv6 middle-end: the IPv6 key layout (docs/protocol.md §8.4 D6) end to end.
     let Ok(l6) = tokio::net::TcpListener::bind("[::1]:0").await else {
         eprintln!("no IPv6 loopback here; skipping the IPv6 half");
         return;

@@ -1,7 +1,7 @@
 //! A fake Telegram middle-end (ME) and a fake configuration server, for tests of the
 //! middle-proxy path. Never a Telegram host: everything listens on loopback.
 //!
-//! [`FakeMe`] is the server side of reference §5: it answers RPC_NONCE, derives the keys with
+//! [`FakeMe`] is the server side of docs/protocol.md §5: it answers RPC_NONCE, derives the keys with
 //! the same proxy secret (its own address as "server", the proxy's as "client"), checks the
 //! RPC_HANDSHAKE and answers it, pings once, then unwraps every RPC_PROXY_REQ and records what
 //! a test asserts (ad tag bytes, flags, client and proxy address, the MTProto constructor).
@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The token the fake middle-end acknowledges quick-ACK requests with (reference §5.7 example).
+/// The token the fake middle-end acknowledges quick-ACK requests with (docs/protocol.md §5.7 example).
 pub const QUICK_ACK_TOKEN: u32 = 0x8aabbccd;
 pub const REQ_PQ: u32 = 0x60469778;
 pub const REQ_PQ_MULTI: u32 = 0xbe7e8ef1;

@@ -1,11 +1,11 @@
 //! Test peers for the proxy, in Rust, used by the in-process tests and the benchmark.
 //!
-//! * [`FakeDc`]: accepts the proxy's obfuscated2 init (no secret, reference §2.7) and echoes
+//! * [`FakeDc`]: accepts the proxy's obfuscated2 init (no secret, docs/protocol.md §2.7) and echoes
 //!   every decrypted byte back re-encrypted, so what a client sends is what it gets back.
 //! * [`Client`]: the client side of classic, `dd` and `ee` (fake-TLS, including the ServerHello
 //!   check), speaking raw bytes over the obfuscated2 stream.
 //!
-//! * [`fake_me`]: a fake middle-end (RPC server side, reference §5) with fake-DC logic behind
+//! * [`fake_me`]: a fake middle-end (RPC server side, docs/protocol.md §5) with fake-DC logic behind
 //!   it, and a fake configuration server, for the middle-proxy path.
 //! * [`middle`]: the files pointing the proxy at fake middle-ends, and packets sent through it.
 //! * [`three_users`]: one user of each kind, as config text, for tests that need all three.

@@ -1,5 +1,5 @@
 //! AES-256-CBC for the RPC channel with the IV carried across packets for the connection's
-//! lifetime (reference §5.4: "one context per direction, IV chained"). Callers pass whole
+//! lifetime (docs/protocol.md §5.4: one state per direction, IV carried across packets). Callers pass whole
 //! 16-byte blocks; the framing layer pads each flush with `04 00 00 00` words first.
 
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};

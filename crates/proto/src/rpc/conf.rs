@@ -1,4 +1,4 @@
-//! `proxy-multi.conf`, the middle-end list Telegram publishes (reference §5.2).
+//! `proxy-multi.conf`, the middle-end list Telegram publishes (docs/protocol.md §5.2).
 //!
 //! ```text
 //! # comment to end of line
@@ -190,7 +190,7 @@ proxy_for 5 91.108.56.152:8888;\nproxy_for 5 91.108.56.103:8888;\n";
         assert_eq!(c.clusters.len(), 6);
         assert_eq!(c.targets(5).unwrap(), &["91.108.56.152:8888".parse().unwrap(), "91.108.56.103:8888".parse().unwrap()][..]);
         assert_eq!(c.targets(-2).unwrap(), &["149.154.161.184:8888".parse().unwrap()][..]);
-        // Unknown ids go to the default cluster (reference §7.2: dc 9999 served by default).
+        // Unknown ids go to the default cluster (docs/protocol.md §7.2: dc 9999 served by default).
         assert_eq!(c.targets(9999).unwrap(), &["149.154.161.144:8888".parse().unwrap()][..]);
         assert_eq!(c.cluster_of(9999), Some(2));
         assert_eq!(parse(&c.to_text()).unwrap(), c);

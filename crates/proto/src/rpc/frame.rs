@@ -1,4 +1,4 @@
-//! RPC transport framing, reference §5.3 ("full" framing with sequence numbers and CRC32).
+//! RPC transport framing, docs/protocol.md §5.3 ("full" framing with sequence numbers and CRC32).
 //!
 //! ```text
 //! u32le total_len = 12 + len(payload)   i32le seq_no   payload   u32le crc32(total_len||seq_no||payload)
@@ -12,7 +12,7 @@
 pub const PAD_WORD: [u8; 4] = [4, 0, 0, 0];
 /// Header (length, seq) and trailer (CRC) bytes around a payload.
 pub const OVERHEAD: usize = 12;
-/// The largest frame accepted: a maximal client packet (reference §3.1, ~1 MiB) plus the
+/// The largest frame accepted: a maximal client packet (docs/protocol.md §3.1, ~1 MiB) plus the
 /// RPC_PROXY_REQ / RPC_PROXY_ANS headers, rounded up generously.
 pub const MAX_FRAME: usize = 2 * 1024 * 1024;
 
@@ -133,7 +133,7 @@ impl FrameWriter {
 mod tests {
     use super::*;
 
-    /// The RPC_NONCE frame of reference §8.4 (CRC and layout from the reference's independent
+    /// The RPC_NONCE frame of docs/protocol.md §8.4 (CRC and layout from the vectors' independent
     /// Python implementation, checked against the official binary).
     #[test]
     fn nonce_frame_vector() {

@@ -1,4 +1,4 @@
-//! Key derivation for the RPC channel, reference §5.4 step 3 (official `aes_create_keys`).
+//! Key derivation for the RPC channel, docs/protocol.md §5.4 step 3 (official `aes_create_keys`).
 //!
 //! ```text
 //! s = nonce_srv(16) nonce_clt(16) clt_ts(u32le) server_ipv4(rev, 0 for v6) client_port(u16le)
@@ -68,7 +68,7 @@ fn v6(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// The key string `s` of the reference table. The IPv6 layout is used when either address is
+/// The key string `s` of the docs/protocol.md §5.4 table. The IPv6 layout is used when either address is
 /// IPv6 (a TCP connection has one family; a mixed pair only arises from a NAT setting of the
 /// other family, which the caller ignores).
 pub fn key_string(purpose: Purpose, input: &KeyInput<'_>) -> Vec<u8> {
@@ -116,7 +116,7 @@ pub(crate) mod tests {
         hex::decode(s).unwrap().try_into().unwrap()
     }
 
-    /// The §8.4 Vector D inputs (IPv4), also used by the handshake vector in `rpc::tests`.
+    /// The docs/protocol.md §8.4 Vector D inputs (IPv4), also used by the handshake vector in `rpc::tests`.
     pub(crate) fn input_v4() -> KeyInput<'static> {
         KeyInput {
             nonce_srv: h("f728d238410c65aad89b0efdfaeedbe2"),
@@ -128,7 +128,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// Reference §8.4 Vector D (seriyps `middle_key_test`, reproduced by mtprotoproxy).
+    /// docs/protocol.md §8.4 Vector D (seriyps `middle_key_test`, reproduced by mtprotoproxy).
     #[test]
     fn vector_d_ipv4() {
         let input = input_v4();
@@ -149,7 +149,7 @@ pub(crate) mod tests {
         assert_eq!(hex::encode(s.iv), "4b295add3b3f5cf280e08876e8d29fbc");
     }
 
-    /// Reference §8.4, IPv6 variant (Vector D6, reproduced by mtprotoproxy).
+    /// docs/protocol.md §8.4, IPv6 variant (Vector D6, reproduced by mtprotoproxy).
     #[test]
     fn vector_d_ipv6() {
         let mut input = input_v4();

@@ -1,4 +1,4 @@
-//! The middle-proxy (ME) RPC protocol, reference §5: what the proxy speaks to Telegram's
+//! The middle-proxy (ME) RPC protocol, docs/protocol.md §5: what the proxy speaks to Telegram's
 //! middle-end servers when an ad tag is configured (the only way a promoted channel is shown).
 //!
 //! ```text
@@ -30,9 +30,9 @@ mod tests {
     use super::keys::{self, derive, Purpose};
     use super::msg::{Handshake, HandshakeReply, Nonce, PID_PLACEHOLDER};
 
-    /// Reference §8.4: the proxy's RPC_NONCE frame, then its RPC_HANDSHAKE framed (seq −1),
+    /// docs/protocol.md §8.4: the proxy's RPC_NONCE frame, then its RPC_HANDSHAKE framed (seq −1),
     /// padded with one `04000000` word to 48 bytes and encrypted with the CLIENT key/IV. The
-    /// expected bytes are the reference's (independent Python implementation; the same code
+    /// expected bytes are docs/protocol.md's (independent Python implementation; the same code
     /// completed a handshake with the official binary). The middle-end side decrypts them back.
     #[test]
     fn vector_d_nonce_and_encrypted_handshake() {

@@ -1,4 +1,4 @@
-//! RPC message layouts, reference §5.4 (RPC_NONCE, RPC_HANDSHAKE), §5.6 (RPC_PROXY_REQ) and
+//! RPC message layouts, docs/protocol.md §5.4 (RPC_NONCE, RPC_HANDSHAKE), §5.6 (RPC_PROXY_REQ) and
 //! §5.7 (what the middle-end sends). All integers little-endian. Both directions are encoded
 //! and parsed here: the proxy uses one half, the test tree's fake middle-end the other.
 //!
@@ -31,7 +31,7 @@ pub const TL_PROXY_TAG: u32 = 0xdb1e26ae;
 /// Crypto schema "AES" in RPC_NONCE.
 pub const SCHEMA_AES: u32 = 1;
 
-/// RPC_PROXY_REQ flags (reference §5.6).
+/// RPC_PROXY_REQ flags (docs/protocol.md §5.6).
 pub mod flags {
     pub const NOT_ENCRYPTED: u32 = 0x0000_0002;
     pub const HAS_AD_TAG: u32 = 0x0000_0008;
@@ -44,10 +44,10 @@ pub mod flags {
     pub const QUICKACK: u32 = 0x8000_0000;
 }
 
-/// The sender/peer "pid" mtprotoproxy and seriyps send (reference §5.4 step 4).
+/// The sender/peer "pid" mtprotoproxy and seriyps send (docs/protocol.md §5.4 step 4).
 pub const PID_PLACEHOLDER: [u8; 12] = *b"IPIPPRPDTIME";
 
-/// The 128-byte proxy secret published at getProxySecret (reference §5.1); the last fallback
+/// The 128-byte proxy secret published at getProxySecret (docs/protocol.md §5.1); the last fallback
 /// when neither a fetch nor the cache gives one.
 pub const BUNDLED_PROXY_SECRET: [u8; 128] = [
     0xc4, 0xf9, 0xfa, 0xca, 0x96, 0x78, 0xe6, 0xbb, 0x48, 0xad, 0x6c, 0x7e, 0x2c, 0xe5, 0xc0, 0xd2, 0x44, 0x30, 0x64, 0x5d, 0x55, 0x4a, 0xdd,
@@ -258,7 +258,7 @@ impl ProxyReq {
     }
 }
 
-/// A message from the middle-end (reference §5.7).
+/// A message from the middle-end (docs/protocol.md §5.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromMe {
     ProxyAns { flags: u32, conn_id: u64, data: Vec<u8> },
@@ -362,11 +362,11 @@ pub fn pong(ping_id: u64) -> [u8; 12] {
     o
 }
 
-/// MTProto function ids an unencrypted client packet may carry (reference §3.5).
+/// MTProto function ids an unencrypted client packet may carry (docs/protocol.md §3.5).
 const PLAIN_FUNCTIONS: [u32; 4] = [0x60469778, 0xbe7e8ef1, 0xd712e4be, 0xf5045f1f];
 
 /// Whether a client packet looks like MTProto and is forwarded (the official proxy's check,
-/// reference §3.5): length a multiple of 4, and either an encrypted packet of at least 56
+/// docs/protocol.md §3.5): length a multiple of 4, and either an encrypted packet of at least 56
 /// bytes, or an unencrypted one with a plausible inner length and a key-exchange function.
 pub fn forwardable(packet: &[u8]) -> bool {
     let len = packet.len();
@@ -387,7 +387,7 @@ pub fn forwardable(packet: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Reference §8.5 Vector E (= seriyps/mtproto_proxy `encode_test` sample 1).
+    /// docs/protocol.md §8.5 Vector E (= seriyps/mtproto_proxy `encode_test` sample 1).
     #[test]
     fn vector_e_proxy_req() {
         let data = hex::decode("0000000000000000000000003d02185b140000007897466099c58eeef58b55d0a0f144596a0776a7").unwrap();
@@ -433,7 +433,7 @@ mod tests {
         ] {
             assert_eq!(FromMe::parse(&m.encode()).unwrap(), m);
         }
-        // Wire form of the simple ack from the reference §5.7 example.
+        // Wire form of the simple ack from the docs/protocol.md §5.7 example.
         let ack = FromMe::SimpleAck { conn_id: 1, confirm: 0x8aabbccd }.encode();
         assert_eq!(hex::encode(&ack), "9b40ac3b0100000000000000cdbcab8a");
         assert_eq!(FromMe::parse(&[0x0d, 0xda, 0x03, 0x44, 0]), Err(MsgError::Short { len: 5, need: 16 }));

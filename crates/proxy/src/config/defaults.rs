@@ -9,7 +9,7 @@ pub const WORKERS: usize = 1;
 pub const MAX_WORKERS: usize = 256;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Well above TDLib's 135-140 s without a pong (reference §7.3).
+/// Well above TDLib's 135-140 s without a pong (docs/protocol.md §7.3).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Wide enough for phones with a badly set clock (mtprotoproxy accepts -10..+20 min).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(20 * 60);
@@ -29,7 +29,7 @@ pub const UPSTREAM_WEIGHT: u32 = 1;
 /// are reachable in most countries and carry heavy TLS traffic, so one more client blends in.
 pub const COVER_DOMAINS: &[&str] = &["www.google.com", "www.microsoft.com", "www.apple.com", "www.amazon.com", "www.cloudflare.com"];
 pub const STATS_LISTEN: &str = "127.0.0.1:8888";
-/// Telegram's published middle-proxy configuration (reference §5.1).
+/// Telegram's published middle-proxy configuration (docs/protocol.md §5.1).
 pub const PROXY_SECRET_URL: &str = "https://core.telegram.org/getProxySecret";
 pub const PROXY_CONFIG_URL: &str = "https://core.telegram.org/getProxyConfig";
 pub const PROXY_CONFIG_V6_URL: &str = "https://core.telegram.org/getProxyConfigV6";

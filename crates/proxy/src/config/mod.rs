@@ -274,7 +274,7 @@ pub struct Config {
     pub workers: usize,
     pub allow_any_transport: bool,
     pub dc_ip: IpPreference,
-    /// Reference §2.7 fast mode: DC->client bytes are forwarded without re-encryption.
+    /// docs/protocol.md §2.7 fast mode: DC->client bytes are forwarded without re-encryption.
     pub fast_mode: bool,
     pub proxy_protocol: ProxyProtocol,
     /// Where `serve` writes its process id (for `reload`); `None`: next to the config file.

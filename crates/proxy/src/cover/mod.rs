@@ -16,9 +16,9 @@
 //!                                                        picked from the totals the cover showed
 //! ```
 //! Clients verify the HMAC over exactly ServerHello, ChangeCipherSpec and one ApplicationData
-//! record (reference §4.7), which is why the encrypted part is one record (`tlsflight`).
+//! record (docs/protocol.md §4.7), which is why the encrypted part is one record (`tlsflight`).
 //! A domain that was never learned (unreachable, `emulate_cover = false`) gets the generic
-//! flight of reference §4.7, as before.
+//! flight of docs/protocol.md §4.7, as before.
 
 pub mod cache;
 pub mod learn;
@@ -33,7 +33,7 @@ use rand::{Rng, RngCore};
 pub use cache::{CoverCache, CoverCacheError, CoverProfile, VariantShape};
 
 /// Size range of the ApplicationData record of the generic flight (no cover learned): the range
-/// real certificate chains of common sites fall in (reference §4.7).
+/// real certificate chains of common sites fall in (docs/protocol.md §4.7).
 const GENERIC_APP_DATA: std::ops::Range<usize> = 2500..4700;
 
 /// One learned answer, ready to build flights from.

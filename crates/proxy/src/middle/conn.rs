@@ -1,4 +1,4 @@
-//! One encrypted RPC connection to a middle-end, shared by many clients (reference §5.3–5.5).
+//! One encrypted RPC connection to a middle-end, shared by many clients (docs/protocol.md §5.3–5.5).
 //!
 //! ```text
 //! connect -> RPC_NONCE (plain, seq -2) -> derive CBC keys -> RPC_HANDSHAKE (CBC, seq -1) -> ready
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ClusterStats;
 
-/// Largest clock difference to the middle-end the official proxy accepts (reference §5.4).
+/// Largest clock difference to the middle-end the official proxy accepts (docs/protocol.md §5.4).
 const MAX_CLOCK_DIFF: i64 = 30;
 /// Payloads queued towards the middle-end per connection.
 const OUT_QUEUE: usize = 1024;
@@ -249,7 +249,7 @@ async fn read_loop(mut r: tokio::net::tcp::OwnedReadHalf, mut reader: RpcReader,
                 clients.get(&conn_id).cloned()
             }
         };
-        // Tell the middle-end to forget a client we no longer have (reference §5.7), or one too
+        // Tell the middle-end to forget a client we no longer have (docs/protocol.md §5.7), or one too
         // slow to take its answers.
         let forget = match sender {
             Some(s) => {

@@ -1,5 +1,5 @@
 //! The middle-proxy (ME) path: what clients go through when an ad tag is set, so Telegram
-//! shows the proxy's promoted channel (reference §5; design.md "upstream").
+//! shows the proxy's promoted channel (docs/protocol.md §5; docs/design.md "upstream").
 //!
 //! ```text
 //! source   proxy secret + proxy_for lists (fetch / file -> cache -> shipped copy), refreshed
@@ -48,7 +48,7 @@ pub struct MiddleStats {
     pub last_refresh_ok_at: AtomicU64,
     /// Clients that could get no middle-end connection.
     pub connect_failures: AtomicU64,
-    /// Client packets dropped because they do not look like MTProto (reference §3.5).
+    /// Client packets dropped because they do not look like MTProto (docs/protocol.md §3.5).
     pub packets_dropped: AtomicU64,
     pub sessions_total: AtomicU64,
     /// Clients relayed through a middle-end now.

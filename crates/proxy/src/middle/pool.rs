@@ -1,4 +1,4 @@
-//! Connections to one middle-end cluster, shared by its clients (reference §5.5).
+//! Connections to one middle-end cluster, shared by its clients (docs/protocol.md §5.5).
 //!
 //! A pool holds at most `size` connections. A client takes a new connection while the pool
 //! has fewer than `size`, otherwise the live one with the fewest clients. Opening a connection

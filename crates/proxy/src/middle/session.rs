@@ -1,4 +1,4 @@
-//! One client through the middle-end (reference §3.5, §5.6, §5.7).
+//! One client through the middle-end (docs/protocol.md §3.5, §5.6, §5.7).
 //!
 //! ```text
 //! client --[TLS]--> CTR decrypt -> framing::decode -> packet (quick-ack bit, no padding)
@@ -8,7 +8,7 @@
 //!    -> RPC_SIMPLE_ACK -> quick ACK (abridged: 4 bytes big-endian; others: little-endian)
 //!    -> RPC_CLOSE_EXT  -> close the client
 //! ```
-//! Flags follow the official proxy (reference §5.6, verified on the wire): MAGIC | EXTMODE2,
+//! Flags follow the official proxy (docs/protocol.md §5.6, verified on the wire): MAGIC | EXTMODE2,
 //! ABRIDGED or INTERMEDIATE by transport, HAS_AD_TAG, NOT_ENCRYPTED for auth_key_id 0,
 //! QUICKACK when asked, DROPPED after a packet was not forwarded. PAD is never sent (the
 //! official proxy does not; the middle-end never sees client padding since we strip it).
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn flags_match_the_official_wire_values() {
-        // Reference §5.6 "flags observed on the wire from the official binary".
+        // docs/protocol.md §5.6: the flag words the official binary sends.
         let plain = [0u8; 40];
         let enc = [1u8; 56];
         assert_eq!(request_flags(ProtoTag::PaddedIntermediate, &plain, false, true, false), 0x2002100a);
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn answers_and_acks_in_each_framing() {
-        // Reference §5.7: SIMPLE_ACK 0x8aabbccd -> cd bc ab 8a (dd/ee), 8a ab bc cd (ef).
+        // docs/protocol.md §5.7: SIMPLE_ACK 0x8aabbccd -> cd bc ab 8a (dd/ee), 8a ab bc cd (ef).
         let mut out = Vec::new();
         client_bytes(ProtoTag::Abridged, &ClientEvent::QuickAck(0x8aabbccd), &mut out);
         assert_eq!(out, [0x8a, 0xab, 0xbc, 0xcd]);

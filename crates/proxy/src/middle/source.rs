@@ -1,11 +1,11 @@
 //! Telegram's middle-proxy configuration: the proxy secret and the `proxy_for` lists (IPv4 and
-//! IPv6), reference §5.1–5.2.
+//! IPv6), docs/protocol.md §5.1–5.2.
 //!
 //! Each piece is fetched from its configured source (an http(s) URL — Telegram's published
 //! ones by default — or a file), validated, and written to the cache directory. A piece that
 //! cannot be fetched or does not validate keeps the copy in force. At start the pieces come
 //! from, in order: a configured file, the cache, the copy shipped in the binary (the values of
-//! the protocol reference), so the proxy can serve before its first fetch and with Telegram's
+//! docs/protocol.md §5.1–5.2), so the proxy can serve before its first fetch and with Telegram's
 //! addresses unreachable from this host.
 //!
 //! With `[upstream]` servers, the fetch goes through the first `socks5` / `http` entry that
@@ -21,7 +21,7 @@ use mtproxy_proto::rpc::msg::BUNDLED_PROXY_SECRET;
 
 use crate::config::{MiddleSettings, Source, UpstreamKind, UpstreamServer};
 
-/// The shipped `proxy-multi.conf` (reference §5.2 snapshot, the lines it lists).
+/// The shipped `proxy-multi.conf` (docs/protocol.md §5.2 snapshot, the lines it lists).
 pub const BUNDLED_CONFIG_V4: &str = "default 2;
 proxy_for 1 149.154.175.50:8888;
 proxy_for -1 149.154.175.50:8888;
@@ -40,7 +40,7 @@ proxy_for -5 91.108.56.152:8888;
 proxy_for -5 91.108.56.103:8888;
 ";
 
-/// The shipped IPv6 list (reference §5.2, mtprotoproxy's built-in table).
+/// The shipped IPv6 list (docs/protocol.md §5.2, mtprotoproxy's built-in table).
 pub const BUNDLED_CONFIG_V6: &str = "default 2;
 proxy_for 1 [2001:b28:f23d:f001::d]:8888;
 proxy_for 2 [2001:67c:04e8:f002::d]:80;

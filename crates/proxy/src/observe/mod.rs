@@ -1,5 +1,5 @@
 //! The statistics listener: `/stats`, `/stats.json`, `/metrics`, `/health` over HTTP/1.1
-//! (design.md "observers"; reference §6 for the official and Prometheus conventions).
+//! (docs/design.md "observers"; docs/protocol.md §6 for the official and Prometheus conventions).
 //!
 //! It is an observer: it reads the counters in [`crate::stats`] when asked and never sits on
 //! the relay path. Bad clients cost little and cannot hang it:

@@ -1,5 +1,5 @@
 //! The two text forms of a [`Report`]: official-MTProxy-style `key<TAB>value` lines (`/stats`,
-//! reference §6.1) and the Prometheus text exposition format 0.0.4 (`/metrics`).
+//! docs/protocol.md §6.1) and the Prometheus text exposition format 0.0.4 (`/metrics`).
 //!
 //! `/stats` keeps the official key names where the meaning is the same (`pid`, `start_time`,
 //! `current_time`, `uptime`, `active_connections`, `total_connections`, `config_filename`,

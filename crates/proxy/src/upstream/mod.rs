@@ -1,7 +1,7 @@
 //! The leg towards Telegram: which way it goes (`pool`: the `[upstream]` servers in force and
 //! their health), how a TCP stream to a DC or middle-end address is had through each kind
 //! (direct, `socks5`, `http_connect`), and, for direct mode, our own obfuscated2 init on it
-//! (reference §2.7, no secret on this leg).
+//! (docs/protocol.md §2.7, no secret on this leg).
 //!
 //! ```text
 //! client -> proxy --[direct]---------------------------> DC address
@@ -238,7 +238,7 @@ fn make_init(dc_id: i16, tag: ProtoTag, to_client: &KeyIv, fast_mode: bool) -> (
             continue;
         }
         let init = obfs2::initiate(random, tag, dc_id, None);
-        // Without a secret the keys are the init's plaintext bytes 8..56 (reference §2.2).
+        // Without a secret the keys are the init's plaintext bytes 8..56 (docs/protocol.md §2.2).
         let keys = obfs2::derive_keys(&HandshakeFrame(init.wire), None);
         let from_dc = if fast_mode { None } else { Some(keys.responder_to_initiator) };
         return (init.wire, keys.initiator_to_responder, from_dc);

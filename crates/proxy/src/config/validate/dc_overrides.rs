@@ -1,4 +1,4 @@
-//! `[dc_overrides]`: a DC id (signed, reference §2.5) or `*` -> one or more `HOST:PORT`
+//! `[dc_overrides]`: a DC id (signed, docs/protocol.md §2.5) or `*` -> one or more `HOST:PORT`
 //! addresses tried in order instead of Telegram's built-in ones. The same shape as
 //! `serve --dc-override`, which `parse_dc_overrides` reads.
 

@@ -1,7 +1,7 @@
 //! `[promoted_channel]`: the ad tag from @MTProxybot and, because a tag needs them, the
 //! middle-proxy settings: where Telegram's proxy secret and cluster lists come from (URL or
 //! file), where the last good copies are cached, how often they refresh, the NAT address and
-//! connections per cluster (reference §5; docs/middle-proxy.md).
+//! connections per cluster (docs/protocol.md §5; docs/middle-proxy.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `[fake_tls]` and `[fronting]`: the disguise. Cover domains offered to new fake-TLS users, the
 //! replay cache and clock skew that guard the ClientHello check, and where a connection that is
 //! not ours (a probe, a failed handshake) is relayed to, with caps on bytes and time
-//! (reference §4.3 timestamp window, §4.5 replay protection, §4.9 domain fronting).
+//! (docs/protocol.md §4.3 timestamp window, §4.5 replay protection, §4.9 domain fronting).
 
 use super::super::raw::{RawFakeTls, RawFronting};
 use super::{d, non_blank, valid_domain, ConfigError, Ctx, FakeTls, Fronting, HostPort};
