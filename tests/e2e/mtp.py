@@ -3,7 +3,7 @@ docs/protocol.md written for testing; it never talks to a network by itself).
 
 * obfuscated2 init build / accept (section 2)
 * transport framings: abridged, intermediate, padded intermediate (section 3)
-* unencrypted MTProto: req_pq_multi / resPQ (testing.md)
+* unencrypted MTProto: req_pq_multi / resPQ (docs/testing.md)
 * fake-TLS ClientHello build, ServerHello flight verify, record (de)framing (section 4)
 * small blocking socket clients that speak all of the above, used by the tests
 """

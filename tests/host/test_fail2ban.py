@@ -19,7 +19,7 @@ PORT = 8443
 
 def f2b_confdir(tmp_path, logfile, port):
     """A private fail2ban configuration: the Debian files, our generated filter and jail, and the
-    settings testing.md lists for a namespace without systemd."""
+    settings docs/testing.md lists for a namespace without systemd."""
     conf = tmp_path / "f2b"
     shutil.copytree("/etc/fail2ban", conf)
     for f in (conf / "jail.d").iterdir():

@@ -5,7 +5,7 @@
 //! the same proxy secret (its own address as "server", the proxy's as "client"), checks the
 //! RPC_HANDSHAKE and answers it, pings once, then unwraps every RPC_PROXY_REQ and records what
 //! a test asserts (ad tag bytes, flags, client and proxy address, the MTProto constructor).
-//! Behind it sits fake-DC logic (testing.md): `req_pq` / `req_pq_multi` get a `resPQ` listing
+//! Behind it sits fake-DC logic (docs/testing.md "A fake Telegram DC"): `req_pq` / `req_pq_multi` get a `resPQ` listing
 //! TDLib's and Telethon's key fingerprints, other unencrypted messages (such as
 //! `req_DH_params`) are only recorded, encrypted packets are echoed back. A QUICKACK flag is
 //! answered with RPC_SIMPLE_ACK [`QUICK_ACK_TOKEN`] first.
@@ -37,7 +37,7 @@ pub const REQ_DH_PARAMS: u32 = 0xd712e4be;
 pub const RES_PQ: u32 = 0x05162463;
 pub const FINGERPRINT_TDLIB: u64 = 0xd09d1d85de64fd85;
 pub const FINGERPRINT_TELETHON: u64 = 0x0bc35f3509f7b7a5;
-/// pq = 0x17ED48941A08F981 (testing.md), as TL bytes.
+/// pq = 0x17ED48941A08F981 (docs/testing.md), as TL bytes.
 const PQ: [u8; 8] = 0x17ED48941A08F981u64.to_be_bytes();
 const PING_ID: u64 = 0x1122334455667788;
 
@@ -90,7 +90,7 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// An unencrypted `resPQ` answering `nonce` (testing.md).
+/// An unencrypted `resPQ` answering `nonce` (docs/testing.md).
 pub fn res_pq(nonce: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&RES_PQ.to_le_bytes());

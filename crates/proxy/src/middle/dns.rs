@@ -1,7 +1,7 @@
 //! Name resolution for the configuration fetch that also works in the static binary.
 //!
 //! The system resolver (getaddrinfo) is tried first. A statically linked glibc binary cannot
-//! load the NSS modules it needs (testing.md "Static binary"), and the container image is FROM
+//! load the NSS modules it needs (docs/testing.md "Static binary"), and the container image is FROM
 //! scratch, so when it fails the names are looked up with a minimal DNS client of our own:
 //! A and AAAA queries over UDP to the `nameserver` lines of /etc/resolv.conf (which container
 //! runtimes provide). Only the configuration fetch resolves names; client traffic never does.
