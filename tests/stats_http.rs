@@ -47,7 +47,7 @@ async fn start(token: bool, limits: Limits) -> Env {
     let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let stats = sl.local_addr().unwrap();
     let token = token.then(|| mtproxy_core::config::BearerToken::new(TOKEN).unwrap());
-    let opts = Options { token, config_path: Some("t.toml".into()), limits };
+    let opts = Options { token, config_path: Some("t.toml".into()), limits, mount: None };
     tokio::spawn(observe::serve_stats(sl, shared.clone(), opts, stop.clone()));
     Env { proxy, stats, shared, dc, _stop: stop }
 }

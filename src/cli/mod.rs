@@ -7,10 +7,10 @@
 //! `secret-XXXXXX`, and the secret commands find users by any client form of their secret.
 
 pub(crate) mod domains;
-mod output;
+pub(crate) mod output;
 mod reload;
 mod settings;
-mod users;
+pub(crate) mod users;
 
 use std::path::Path;
 use std::process::ExitCode;
