@@ -8,6 +8,7 @@
 
 pub(crate) mod domains;
 pub(crate) mod output;
+mod panel_password;
 mod reload;
 mod settings;
 pub(crate) mod users;
@@ -61,6 +62,9 @@ pub enum Ops {
     AddFakeTlsDomain(domains::AddDomainArgs),
     /// Remove a cover domain from the list.
     RemoveFakeTlsDomain(domains::DomainArg),
+    /// Set the web panel's login password (read from the terminal or stdin, never argv);
+    /// --off turns the panel off.
+    SetPanelPassword(panel_password::PanelPasswordArgs),
     /// Make the running proxy re-read the configuration now (SIGHUP; to the `vless_mtproxy`
     /// container through podman/docker when the proxy runs there).
     Reload,
@@ -89,6 +93,7 @@ pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
         Ops::ListFakeTlsDomains(a) => domains::list(config, a),
         Ops::AddFakeTlsDomain(a) => domains::add(config, a),
         Ops::RemoveFakeTlsDomain(a) => domains::remove(config, a),
+        Ops::SetPanelPassword(a) => panel_password::set_panel_password(config, a),
         Ops::Reload => reload::reload(config),
     }
     .map(|()| ExitCode::SUCCESS)
