@@ -299,3 +299,37 @@ def test_panel_refuses(proxy_factory, fakedc):
     assert px.log().count("panel: login failed") == 5
     assert PASSWORD not in px.log()
     px.assert_no_secrets()
+
+
+def test_panel_history_survives_a_restart(proxy_factory, fakedc):
+    """Traffic counted before a restart is still in the graphs after it (the history file)."""
+    frank = User("frank", "dd")
+    px, http = start_panel_proxy(proxy_factory, [frank])
+    set_password(px, http)
+    assert http.login()[0] == 200
+    r = tdlib(px.host, px.port, frank.client_secret, action="ping")
+    assert r["ok"], r
+
+    def user_bytes():
+        st, _, body = http.call("GET", "/panel/api/users/frank")
+        h = json.loads(body)["history"]
+        return sum(b[1] + b[2] for b in h["minutes"]) if st == 200 else 0
+    before = wait_until(user_bytes, 15, 0.5)
+    assert before, "no traffic in the history"
+    px.stop()  # SIGTERM: the history is written at shutdown
+    history = Path(str(px.config) + ".history")
+    saved = json.loads(history.read_text())
+    assert sum(b[1] + b[2] for b in saved["series"]["frank"]["minutes"]) >= before
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
+
+    # The same folder, a new process (the counters start again from zero).
+    from conftest import Proxy
+    px2 = Proxy(px.config.parent, [frank], fakedc, extra_toml='[stats]\nlisten = "127.0.0.1:%d"\n' % int(http.base.rsplit(":", 1)[1]))
+    try:
+        set_password(px2, http)
+        assert http.login()[0] == 200
+        assert user_bytes() >= before
+        st, _, body = http.call("GET", "/panel/api/overview")
+        assert st == 200 and json.loads(body)["last_24h"] >= before
+    finally:
+        px2.stop()
