@@ -174,7 +174,8 @@ function chart(id, buckets, step, count, now) {
   svg.append(h("line", { x1: pad, x2: W - pad, y1: H, y2: H, stroke: "#c5ced8" }));
   svg.append(h("text", { x: pad, y: H + 13 }, new Date(start * 1000).toLocaleString()));
   svg.append(h("text", { x: W - pad, y: H + 13, "text-anchor": "end" }, new Date(end * 1000).toLocaleString()));
-  svg.append(h("text", { x: W - pad, y: 12, "text-anchor": "end" }, `max ${bytes(max)} / ${step >= 3600 ? "h" : (step / 60) + " min"}`));
+  const per = step >= 86400 ? "day" : step >= 3600 ? "h" : (step / 60) + " min";
+  if (total) svg.append(h("text", { x: W - pad, y: 12, "text-anchor": "end" }, `max ${bytes(max)} / ${per}`));
   return h("div", {}, svg,
     h("div", { class: "legend muted" }, h("span", {}, h("i", { class: "lg-in" }), t("from_clients")),
       h("span", {}, h("i", { class: "lg-out" }), t("to_clients")), h("span", { id: id + "-total" }, `${t("total")}: ${bytes(total)}`)));
@@ -309,7 +310,7 @@ async function user(name) {
     await act("users/" + encodeURIComponent(name) + (u.enabled ? "/disable" : "/enable"), {});
     user(name);
   } }, u.enabled ? t("disable") : t("enable"));
-  const grace = h("input", { id: "regen-grace", name: "grace", placeholder: "10m" });
+  const grace = h("input", { id: "regen-grace", name: "grace", placeholder: "10m", title: t("grace") });
   const regen = h("button", { id: "regen-btn", type: "button", class: "secondary", onclick: async () => {
     if (!window.confirm(t("confirm_regen"))) return;
     await act("users/" + encodeURIComponent(name) + "/regenerate", { grace: grace.value });
@@ -331,7 +332,8 @@ async function user(name) {
     h("h2", {}, t("traffic_24h")), chart("chart-24h", (u.history || {}).minutes, 600, 144, u.now),
     h("h2", {}, t("traffic_30d")), chart("chart-30d", (u.history || {}).hours, 86400, 30, u.now),
     h("h2", {}, t("links")), h("div", { class: "panel" }, secretBox),
-    h("h2", {}, t("state")), h("div", { class: "panel row noprint" }, toggle, grace, regen),
+    h("h2", {}, t("state")), h("div", { class: "panel noprint" }, h("div", { class: "row" }, toggle),
+      h("div", { class: "row" }, regen, h("label", { for: "regen-grace", class: "muted" }, t("grace")), grace)),
     h("h2", { class: "noprint" }, t("limits")), h("div", { class: "panel noprint" }, lim),
   );
 }
