@@ -333,3 +333,20 @@ def test_panel_history_survives_a_restart(proxy_factory, fakedc):
         assert st == 200 and json.loads(body)["last_24h"] >= before
     finally:
         px2.stop()
+
+
+def test_grafana_dashboard_uses_metrics_the_proxy_exposes(proxy_factory, fakedc):
+    """deploy/grafana-dashboard.json: every metric it queries is one /metrics serves (the
+    middle-end ones, served only in middle-proxy mode, are checked against docs/stats.md)."""
+    import re
+    root = Path(__file__).resolve().parents[2]
+    dash = json.loads((root / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"vless_mtproxy_\w+", e)}
+    px, http = start_panel_proxy(proxy_factory, [User("gina", "dd")])
+    st, _, body = http.call("GET", "/metrics")
+    assert st == 200
+    served = set(re.findall(r"^# TYPE (vless_mtproxy_\w+)", body.decode(), re.M))
+    documented = {"vless_mtproxy_" + m for m in re.findall(r"^\| `(\w+)` \|", (root / "docs" / "stats.md").read_text(), re.M)}
+    missing = {m for m in used if m not in served and not (m.startswith("vless_mtproxy_middle_") and m in documented)}
+    assert not missing, missing
