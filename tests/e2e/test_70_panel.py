@@ -163,6 +163,12 @@ class Page:
             shutil.copy(p, Path(out) / name)
         return p
 
+    def gen(self) -> int:
+        return int(self.drv.execute_script("return document.getElementById('main').dataset.gen || 0"))
+
+    def rerendered(self, before: int):
+        assert wait_until(lambda: self.gen() > before, 15, 0.1), "the page did not render again"
+
     def go(self, frag: str):
         self.drv.get(self.base + "/panel/" + frag)
 
@@ -228,10 +234,43 @@ def test_panel_in_chromium(proxy_factory, fakedc, browser, tmp_path):
     page.wait("#chart-24h")
     page.shot("panel-user.png")
 
+    # Limits through the form (the CLI's validation answers a bad value).
+    field = page.wait("#lim-max_ips")
+    field.clear()
+    field.send_keys("0")
+    page.wait("#lim-save").click()
+    page.wait("#msg", pred=lambda e: "--max-ips" in e.text)
+    field = page.wait("#lim-max_ips")
+    field.clear()
+    field.send_keys("3")
+    before = page.gen()
+    page.wait("#lim-save").click()
+    page.rerendered(before)
+    assert "max_ips = 3" in px.config.read_text().split("[users.carol]")[1]
+
+    # A new secret with a grace period: the old link keeps working, the new one works too.
+    page.wait("#regen-grace").send_keys("1h")
+    before = page.gen()
+    page.wait("#regen-btn").click()
+    browser.switch_to.alert.accept()
+    page.rerendered(before)
+    page.wait("#old-until")
+    assert "previous_secret" in px.config.read_text().split("[users.carol]")[1]
+    page.wait("#show-secret").click()
+    _, _, new_secret = link_parts(page.wait("#link-tme").text)
+    assert new_secret != secret
+    reloads = px.log().count("configuration reloaded")
+    assert wait_until(lambda: px.log().count("configuration reloaded") > reloads, 10)
+    for s in (secret, new_secret):
+        r = tdlib(host, port, s, action="ping")
+        assert r["ok"] and r["result"]["@type"] == "seconds", r
+
     # Disable from the panel: TDLib is refused.
     reloads = px.log().count("configuration reloaded")
+    before = page.gen()
     page.wait("#toggle-enabled").click()
     browser.switch_to.alert.accept()
+    page.rerendered(before)
     page.wait("#user-state", pred=lambda e: e.text == "disabled")
     assert "enabled = false" in px.config.read_text().split("[users.carol]")[1]
     assert wait_until(lambda: px.log().count("configuration reloaded") > reloads, 10)
@@ -251,9 +290,9 @@ def test_panel_in_chromium(proxy_factory, fakedc, browser, tmp_path):
     page.wait("#nav-users", pred=lambda e: e.text == "Пользователи")
     page.shot("panel-overview-ru.png")
 
-    # No secret in the log: neither alice's nor carol's.
+    # No secret in the log: neither alice's nor carol's (old and new).
     log = px.log().lower()
-    assert secret[2:].lower() not in log
+    assert secret[2:].lower() not in log and new_secret[2:].lower() not in log
     px.assert_no_secrets()
 
 

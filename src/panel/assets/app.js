@@ -27,6 +27,7 @@ const T = {
     confirm_disable: "Disable this user? Their connections close.", confirm_regen: "Give this user a new secret?",
     kind_dd: "dd (random padding)", kind_ee: "ee (fake-TLS, looks like HTTPS)", kind_classic: "classic (easy to detect)",
     session_over: "Session ended, log in again", refresh: "Refresh", total: "total", secret: "Secret",
+    old_until: "Old secret works until",
   },
   ru: {
     overview: "Обзор", users: "Пользователи", add_user: "Добавить", logout: "Выйти", login: "Войти",
@@ -51,6 +52,7 @@ const T = {
     confirm_disable: "Отключить пользователя? Его соединения закроются.", confirm_regen: "Выдать пользователю новый секрет?",
     kind_dd: "dd (случайное дополнение)", kind_ee: "ee (fake-TLS, похоже на HTTPS)", kind_classic: "классический (легко обнаружить)",
     session_over: "Сессия закончилась, войдите снова", refresh: "Обновить", total: "всего", secret: "Секрет",
+    old_until: "Старый секрет работает до",
   },
 };
 let lang = localStorage.getItem("vmp-lang") || ((navigator.language || "").startsWith("ru") ? "ru" : "en");
@@ -115,6 +117,8 @@ async function api(method, path, body) {
 function setMain(...kids) {
   const main = document.getElementById("main");
   main.replaceChildren(...kids);
+  // A render counter: tests (and tools) can tell a fresh page from the one before an action.
+  main.dataset.gen = String(Number(main.dataset.gen || 0) + 1);
 }
 
 function translateStatic() {
@@ -150,7 +154,7 @@ function showLogin(error) {
 // A bar chart of [start, from, to] buckets: `count` slots of `step` seconds ending now,
 // each slot the sum of the buckets in it. data-total carries the sum for tests and tools.
 function chart(id, buckets, step, count, now) {
-  const W = 720, H = 150, pad = 18;
+  const W = 1000, H = 140, pad = 18;
   const end = now - (now % step) + step, start = end - step * count;
   const slots = Array.from({ length: count }, () => [0, 0]);
   let total = 0;
@@ -164,7 +168,7 @@ function chart(id, buckets, step, count, now) {
   const svg = h("svg", { id, class: "chart", viewBox: `0 0 ${W} ${H + 16}`, "data-total": total, role: "img" });
   slots.forEach(([a, b], i) => {
     const x = pad + i * bw, ha = (a / max) * H, hb = (b / max) * H;
-    const title = h("title", {}, `${new Date((start + i * step) * 1000).toLocaleString()}: ${bytes(a)} ↑ ${bytes(b)} ↓`);
+    const title = h("title", {}, `${when(start + i * step)}: ${bytes(a)} ↑ ${bytes(b)} ↓`);
     if (a + b > 0) {
       svg.append(h("g", {}, title,
         h("rect", { class: "in", x: x.toFixed(1), y: (H - ha - hb).toFixed(1), width: Math.max(bw - 1, 1).toFixed(1), height: ha.toFixed(1) }),
@@ -172,10 +176,10 @@ function chart(id, buckets, step, count, now) {
     }
   });
   svg.append(h("line", { x1: pad, x2: W - pad, y1: H, y2: H, stroke: "#c5ced8" }));
-  svg.append(h("text", { x: pad, y: H + 13 }, new Date(start * 1000).toLocaleString()));
-  svg.append(h("text", { x: W - pad, y: H + 13, "text-anchor": "end" }, new Date(end * 1000).toLocaleString()));
+  svg.append(h("text", { x: pad, y: H + 13 }, when(start)));
+  svg.append(h("text", { x: W - pad, y: H + 13, "text-anchor": "end" }, when(end)));
   const per = step >= 86400 ? "day" : step >= 3600 ? "h" : (step / 60) + " min";
-  if (total) svg.append(h("text", { x: W - pad, y: 12, "text-anchor": "end" }, `max ${bytes(max)} / ${per}`));
+  if (total) svg.append(h("text", { x: pad + 4, y: 12 }, `max ${bytes(max)} / ${per}`));
   return h("div", {}, svg,
     h("div", { class: "legend muted" }, h("span", {}, h("i", { class: "lg-in" }), t("from_clients")),
       h("span", {}, h("i", { class: "lg-out" }), t("to_clients")), h("span", { id: id + "-total" }, `${t("total")}: ${bytes(total)}`)));
@@ -328,7 +332,8 @@ async function user(name) {
       card(t("kind"), u.kind + (u.domain ? ` (${u.domain})` : "")), card(t("secret"), u.secret_masked),
       card(t("active"), us.connections_active || 0), card(t("ips"), us.unique_ips_active || 0),
       card(t("usage"), bytes(us.quota_used_bytes || 0)), card(t("last_seen"), when(us.last_seen)),
-      card(t("created"), (u.created || "–").slice(0, 10)), card(t("rotated"), (u.rotated || "–").slice(0, 10))),
+      card(t("created"), (u.created || "–").slice(0, 10)), card(t("rotated"), (u.rotated || "–").slice(0, 10)),
+      u.previous_secret_expires ? card(t("old_until"), u.previous_secret_expires.replace("T", " ").replace("Z", " UTC"), "old-until") : null),
     h("h2", {}, t("traffic_24h")), chart("chart-24h", (u.history || {}).minutes, 600, 144, u.now),
     h("h2", {}, t("traffic_30d")), chart("chart-30d", (u.history || {}).hours, 86400, 30, u.now),
     h("h2", {}, t("links")), h("div", { class: "panel" }, secretBox),
