@@ -68,6 +68,8 @@ pub enum PanelError {
     Csrf,
     #[error("cross-origin request refused")]
     Origin,
+    #[error("the panel answers only to 127.0.0.1, [::1] or localhost (a protection against DNS rebinding); open it through an SSH tunnel")]
+    Host,
     #[error("too many failed logins; try again in a minute")]
     TooMany,
     #[error("bad request: {0}")]
@@ -85,7 +87,7 @@ impl PanelError {
             PanelError::Off | PanelError::NotFound => StatusCode::NOT_FOUND,
             PanelError::Method => StatusCode::METHOD_NOT_ALLOWED,
             PanelError::Unauthorized | PanelError::WrongPassword => StatusCode::UNAUTHORIZED,
-            PanelError::Csrf | PanelError::Origin => StatusCode::FORBIDDEN,
+            PanelError::Csrf | PanelError::Origin | PanelError::Host => StatusCode::FORBIDDEN,
             PanelError::TooMany => StatusCode::TOO_MANY_REQUESTS,
             PanelError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PanelError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -240,6 +242,9 @@ impl Panel {
             (snap.config.panel.password_hash.clone(), snap.config.panel.session_ttl)
         };
         let Some(hash) = hash else { return Err(PanelError::Off) };
+        if !loopback_host(req.headers().get("host").and_then(|v| v.to_str().ok())) {
+            return Err(PanelError::Host);
+        }
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let get = method == Method::GET || method == Method::HEAD;
@@ -415,6 +420,18 @@ fn same_origin(req: &Request<Incoming>) -> Result<()> {
     Ok(())
 }
 
+/// Whether a `Host` header names this machine's loopback (`127.0.0.1:8888`, `[::1]:8888`,
+/// `localhost:8888`). A web page on another name that resolves to 127.0.0.1 (DNS rebinding)
+/// is the same origin to the browser, but not to this check.
+fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T> {
     let is_json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
     if !is_json {
@@ -447,5 +464,34 @@ impl Mount for PanelMount {
             }
             r
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_host_names() {
+        for ok in ["127.0.0.1:8888", "127.0.0.1", "[::1]:8888", "localhost:8888", "LOCALHOST", "127.1.2.3:80"] {
+            assert!(loopback_host(Some(ok)), "{ok}");
+        }
+        for bad in ["evil.test:8888", "evil.test", "10.0.0.1:8888", "[2001:db8::1]:8888", "localhost.evil.test", "", "127.0.0.1.nip.io:8888"] {
+            assert!(!loopback_host(Some(bad)), "{bad}");
+        }
+        assert!(!loopback_host(None));
+    }
+
+    #[test]
+    fn limits_form_maps_empty_fields() {
+        let f = UserForm { max_connections: Some("".into()), max_ips: Some(" 4 ".into()), quota: None, quota_reset: Some("".into()), ..Default::default() };
+        let clear = f.limits(true);
+        assert_eq!((clear.max_connections.as_deref(), clear.max_ips.as_deref(), clear.quota.as_deref(), clear.quota_reset.as_deref()), (Some("none"), Some("4"), None, None));
+        let add = f.limits(false);
+        assert_eq!(add.max_connections, None);
+        assert!(UserForm { kind: "xx".into(), ..Default::default() }.kind().is_err());
+        let ee = UserForm { kind: "ee".into(), domain: "www.example.com".into(), ..Default::default() }.kind().unwrap();
+        assert_eq!(ee.fake_tls.as_deref(), Some("www.example.com"));
+        assert!(ee.no_check);
     }
 }

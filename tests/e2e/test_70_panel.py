@@ -307,6 +307,8 @@ def test_panel_refuses(proxy_factory, fakedc):
     assert http.call("GET", "/stats")[0] == 200
 
     assert http.call("GET", "/panel/api/users")[0] == 401
+    # Another host name for 127.0.0.1 (DNS rebinding) gets nothing.
+    assert http.call("GET", "/panel/", headers={"Host": "evil.test:%s" % http.base.rsplit(":", 1)[1]})[0] == 403
     st, hdrs, _ = http.login()
     assert st == 200
     cookie = hdrs["set-cookie"]
