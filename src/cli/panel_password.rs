@@ -63,7 +63,7 @@ pub(crate) fn store_hash(config: &Path, hash: Option<&str>) -> anyhow::Result<()
 pub fn set_panel_password(config: &Path, a: PanelPasswordArgs) -> anyhow::Result<()> {
     if a.off {
         store_hash(config, None)?;
-        println!("The web panel is off (no password). Its sessions end at the next reload.");
+        println!("The web panel is off (no password); the running proxy stops serving it within a second.");
         return Ok(());
     }
     let password = read_line_quiet("Panel password (10+ characters): ")?;
@@ -72,6 +72,6 @@ pub fn set_panel_password(config: &Path, a: PanelPasswordArgs) -> anyhow::Result
     }
     let hash = auth::hash_password(&password)?;
     store_hash(config, Some(&hash))?;
-    println!("Panel password set. Open http://127.0.0.1:8888/panel/ (over `ssh -L 8888:127.0.0.1:8888 HOST` from your computer).");
+    println!("Panel password set (open sessions end). Open http://127.0.0.1:8888/panel/ (over `ssh -L 8888:127.0.0.1:8888 HOST` from your computer).");
     Ok(())
 }

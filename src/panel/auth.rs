@@ -81,9 +81,23 @@ pub enum Check {
 pub struct Sessions {
     live: Mutex<HashMap<String, Session>>,
     fails: Mutex<VecDeque<(Instant, IpAddr)>>,
+    /// The password hash the live sessions were opened under.
+    hash: Mutex<Option<String>>,
 }
 
 impl Sessions {
+    /// End every session when the password hash is not the one they were opened under (a new
+    /// password logs everyone out).
+    pub fn follow_password(&self, hash: &str) {
+        let mut seen = self.hash.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.as_deref() != Some(hash) {
+            if seen.is_some() {
+                self.live.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+            *seen = Some(hash.to_string());
+        }
+    }
+
     /// A new session valid for `ttl`; returns (session id, CSRF token).
     pub fn create(&self, now: Instant, ttl: Duration) -> (String, String) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,6 +201,19 @@ mod tests {
         assert_eq!(s.check(None, t0), Check::Invalid);
         assert_eq!(s.check(Some(&format!("{COOKIE}=")), t0), Check::Invalid);
         assert_eq!(s.check(Some(&format!("{COOKIE}={}", "0".repeat(64))), t0), Check::Invalid);
+    }
+
+    #[test]
+    fn a_new_password_ends_every_session() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        s.follow_password("$argon2id$one");
+        let (id, csrf) = s.create(t0, Duration::from_secs(60));
+        let c = format!("{COOKIE}={id}");
+        s.follow_password("$argon2id$one");
+        assert_eq!(s.check(Some(&c), t0), Check::Valid(csrf));
+        s.follow_password("$argon2id$two");
+        assert_eq!(s.check(Some(&c), t0), Check::Invalid);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! bucket = [start unix seconds, bytes from clients, bytes to clients]; only non-empty ones kept
 //! ```
 //! Bounded: at most 2160 buckets per key, keys only for configured users. Kept in a JSON file
-//! next to the usage file (`<config>.history`), written atomically (temp file, fsync, rename)
+//! next to the usage file (`<usage file>.history`), written atomically (temp file, fsync, rename)
 //! every minute and at shutdown, and read back at start, so graphs survive a restart. A counter
 //! that went down (the proxy restarted) counts from zero.
 

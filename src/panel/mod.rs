@@ -242,6 +242,7 @@ impl Panel {
             (snap.config.panel.password_hash.clone(), snap.config.panel.session_ttl)
         };
         let Some(hash) = hash else { return Err(PanelError::Off) };
+        self.sessions.follow_password(&hash);
         if !loopback_host(req.headers().get("host").and_then(|v| v.to_str().ok())) {
             return Err(PanelError::Host);
         }

@@ -362,7 +362,7 @@ def test_panel_history_survives_a_restart(proxy_factory, fakedc):
     before = wait_until(user_bytes, 15, 0.5)
     assert before, "no traffic in the history"
     px.stop()  # SIGTERM: the history is written at shutdown
-    history = Path(str(px.config) + ".history")
+    history = Path(str(px.config) + ".usage.history")
     saved = json.loads(history.read_text())
     assert sum(b[1] + b[2] for b in saved["series"]["frank"]["minutes"]) >= before
     assert oct(history.stat().st_mode & 0o777) == "0o600"

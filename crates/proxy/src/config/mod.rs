@@ -272,7 +272,7 @@ pub struct Panel {
     pub password_hash: Option<String>,
     /// How long a login lasts.
     pub session_ttl: Duration,
-    /// The traffic history file; `None`: next to the config file (`<config>.history`).
+    /// The traffic history file; `None`: next to the usage file (`<usage file>.history`).
     pub history_file: Option<PathBuf>,
 }
 
@@ -354,9 +354,10 @@ impl Config {
         self.fake_tls.cover_cache.clone().unwrap_or_else(|| beside(config_path, "covers"))
     }
 
-    /// The file the panel's traffic history is kept in.
+    /// The file the panel's traffic history is kept in: next to the usage file (a writable
+    /// state folder when the configuration's is read-only) unless `[panel] history_file` says.
     pub fn history_path(&self, config_path: &Path) -> PathBuf {
-        self.panel.history_file.clone().unwrap_or_else(|| beside(config_path, "history"))
+        self.panel.history_file.clone().unwrap_or_else(|| beside(&self.usage_path(config_path), "history"))
     }
 
     /// The file per-user data usage is persisted in.

@@ -284,4 +284,7 @@ fn panel_is_off_without_a_hash_and_stays_on_loopback() {
     let e = parse(&remote).unwrap_err();
     assert!(e.contains("the panel cannot be served on `stats.listen` = \"0.0.0.0:8888\""), "{e}");
     assert!(parse("[panel]\nsession_ttl = \"1s\"\n").unwrap_err().contains("session_ttl"));
+    assert_eq!(parse("").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/etc/x.toml.usage.history"));
+    assert_eq!(parse("[limits]\nusage_file = \"/var/lib/v/usage\"\n").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/var/lib/v/usage.history"));
+    assert_eq!(parse("[panel]\nhistory_file = \"/h\"\n").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/h"));
 }
