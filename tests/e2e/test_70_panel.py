@@ -92,6 +92,10 @@ def start_panel_proxy(proxy_factory, users, ttl: str | None = None):
 def set_password(px, http: PanelHttp):
     """`set-panel-password` with the password on stdin, then wait for the live reload."""
     assert http.call("GET", "/panel/")[0] == 404, "the panel must be off without a password"
+    before = px.config.read_text()
+    cp = subprocess.run([str(BIN), "--config", str(px.config), "set-panel-password"], input=b"short\n",
+                        capture_output=True, timeout=60)
+    assert cp.returncode != 0 and b"at least 10" in cp.stderr and px.config.read_text() == before
     cp = subprocess.run([str(BIN), "--config", str(px.config), "set-panel-password"], input=PASSWORD.encode(),
                         capture_output=True, timeout=60)
     assert cp.returncode == 0, cp.stderr.decode()
