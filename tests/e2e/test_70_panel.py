@@ -135,6 +135,7 @@ def browser(tmp_path):
               "--disable-dev-shm-usage", "--user-data-dir=%s" % profile, "--window-size=1280,1500",
               "--lang=en-GB"]:
         opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     drv = webdriver.Chrome(service=service, options=opts)
     drv.set_page_load_timeout(30)
@@ -297,6 +298,11 @@ def test_panel_in_chromium(proxy_factory, fakedc, browser, tmp_path):
     page.wait("#lang").click()
     page.wait("#nav-users", pred=lambda e: e.text == "Пользователи")
     page.shot("panel-overview-ru.png")
+
+    # The page ran without script errors and without anything the CSP had to block.
+    console = [e["message"] for e in browser.get_log("browser")]
+    bad = [m for m in console if "Content Security Policy" in m or "Uncaught" in m]
+    assert not bad, bad
 
     # No secret in the log: neither alice's nor carol's (old and new).
     log = px.log().lower()
