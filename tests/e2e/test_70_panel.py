@@ -11,9 +11,13 @@ What is proved:
   screenshot, decode it with zxing-cpp and connect TDLib with the decoded link through the proxy
   to the fake DC; the traffic graph shows non-zero bytes after that traffic; disable the user
   and TDLib is refused;
+* in the browser as well: a same-origin write with the cookie but without the CSRF token is
+  refused, scripts cannot read the cookie, and an expired session sends the page to the login;
 * over plain HTTP: the session cookie is HttpOnly + SameSite=Strict, writes without the CSRF
-  token, with a wrong one or from another origin are refused, repeated wrong passwords get 429,
-  an expired session is refused, and no secret appears in the proxy's log.
+  token, with a wrong one or from another origin are refused, a foreign Host (DNS rebinding) is
+  refused, repeated wrong passwords get 429, an expired session is refused, and no secret
+  appears in the proxy's log;
+* the history survives a restart; the Grafana dashboard queries only metrics /metrics serves.
 
 Screenshots of every page go to the test's temp folder; with PANEL_SCREENSHOTS=DIR they are also
 copied there (docs/ keeps the ones the README shows).
@@ -405,3 +409,29 @@ def test_grafana_dashboard_uses_metrics_the_proxy_exposes(proxy_factory, fakedc)
     documented = {"vless_mtproxy_" + m for m in re.findall(r"^\| `(\w+)` \|", (root / "docs" / "stats.md").read_text(), re.M)}
     missing = {m for m in used if m not in served and not (m.startswith("vless_mtproxy_middle_") and m in documented)}
     assert not missing, missing
+
+
+def test_panel_refuses_in_chromium(proxy_factory, fakedc, browser, tmp_path):
+    """In the browser too: a write without the CSRF token (the cookie alone) is refused, and an
+    expired session sends the page back to the login form."""
+    hank = User("hank", "dd")
+    px, http = start_panel_proxy(proxy_factory, [hank], ttl="4s")
+    set_password(px, http)
+    page = Page(browser, http.base, tmp_path / "shots")
+    page.go("")
+    page.wait("#password").send_keys(PASSWORD)
+    page.wait("#login-btn").click()
+    page.wait("#ov-uptime")
+    # The page's own origin, with the session cookie, but no X-CSRF-Token.
+    status = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/panel/api/users/hank/disable', {method: 'POST', credentials: 'same-origin',
+              headers: {'Content-Type': 'application/json'}, body: '{}'}).then(r => done(r.status));""")
+    assert status == 403
+    assert "enabled = true" in px.config.read_text().split('[users."hank"]')[1]
+    # The cookie is not readable by scripts (HttpOnly).
+    assert "vmp_session" not in browser.execute_script("return document.cookie")
+    time.sleep(4.5)
+    page.wait("#nav-users").click()
+    page.wait("#login-error", pred=lambda e: "Session ended" in e.text)
+    assert not page.wait("#password").get_attribute("value")
