@@ -9,6 +9,7 @@ mod hostsec;
 mod links;
 mod logfile;
 mod monitor;
+mod panel;
 mod qr;
 mod serve;
 mod setup;

@@ -204,12 +204,15 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     let cover_cache = cfg.cover_cache_path(&path);
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let stats_listen = cfg.stats_listen;
-    let stats_opts = mtproxy_core::observe::Options {
+    let mut stats_opts = mtproxy_core::observe::Options {
         token: cfg.stats_token.clone(),
         config_path: Some(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).display().to_string()),
         ..Default::default()
     };
     let shared = Shared::new(cfg, overrides);
+    // The web panel rides on the statistics listener; it answers only while a password is set.
+    let panel = crate::panel::Panel::new(&path, shared.clone());
+    stats_opts.mount = Some(Arc::new(crate::panel::PanelMount(panel.clone())));
     if let Ok(text) = std::fs::read_to_string(&usage_path) {
         let saved = mtproxy_core::limits::parse_usage(&text);
         shared.limits.restore_usage(&users_with_stats(&shared), &saved, std::time::SystemTime::now());
@@ -219,7 +222,7 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
         // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
         match mtproxy_core::observe::bind(addr) {
             Ok(l) => {
-                tracing::info!(%addr, "statistics listener (/stats, /stats.json, /metrics, /health)");
+                tracing::info!(%addr, "statistics listener (/stats, /stats.json, /metrics, /health; web panel at /panel/ when a password is set)");
                 tokio::spawn(mtproxy_core::observe::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
             }
             Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),
@@ -248,6 +251,7 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
             }
         })
     };
+    let history = tokio::spawn(panel.clone().keep_history());
     let enforcer = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -263,7 +267,10 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     mtproxy_core::server::serve_with_control(listeners, shared.clone(), shutdown, drain, Some(control_rx)).await;
     saver.abort();
     enforcer.abort();
+    history.abort();
     save_usage(&usage_path, &shared);
+    panel.sample();
+    panel.save_history();
     tracing::info!("stopped");
     Ok(())
 }

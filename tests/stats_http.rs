@@ -47,7 +47,7 @@ async fn start(token: bool, limits: Limits) -> Env {
     let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let stats = sl.local_addr().unwrap();
     let token = token.then(|| mtproxy_core::config::BearerToken::new(TOKEN).unwrap());
-    let opts = Options { token, config_path: Some("t.toml".into()), limits };
+    let opts = Options { token, config_path: Some("t.toml".into()), limits, mount: None };
     tokio::spawn(observe::serve_stats(sl, shared.clone(), opts, stop.clone()));
     Env { proxy, stats, shared, dc, _stop: stop }
 }
@@ -379,4 +379,40 @@ async fn idle_keep_alive_connections_are_closed() {
     let took = t0.elapsed();
     assert!(rest.is_empty());
     assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "{took:?}");
+}
+
+/// A mount (the web panel's hook) gets the paths it claims, with the request and the peer;
+/// every other path is the listener's own, and the listener counts the mount's requests.
+#[tokio::test]
+async fn a_mount_answers_its_paths_and_leaves_the_rest() {
+    struct Echo;
+    impl observe::Mount for Echo {
+        fn handles(&self, path: &str) -> bool {
+            path.starts_with("/panel/")
+        }
+        fn call(&self, req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr) -> observe::MountFuture {
+            let text = format!("{} {} from {}", req.method(), req.uri().path(), peer.ip());
+            Box::pin(async move {
+                let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+                *r.status_mut() = hyper::StatusCode::IM_A_TEAPOT;
+                r
+            })
+        }
+    }
+    let cfg = parse_str("[users.a]\nsecret = \"a1112233445566778899aabbccddeeff\"\n", Path::new("t.toml")).unwrap();
+    let shared = Shared::new(cfg, vec![]);
+    let stop = CancellationToken::new();
+    let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stats = sl.local_addr().unwrap();
+    let opts = Options { mount: Some(Arc::new(Echo)), ..Default::default() };
+    tokio::spawn(observe::serve_stats(sl, shared, opts, stop.clone()));
+    let (st, _, body) = get(stats, "/panel/api/x", "").await;
+    assert_eq!((st, body.as_str()), (418, "GET /panel/api/x from 127.0.0.1"));
+    assert_eq!(get(stats, "/stats", "").await.0, 200);
+    assert_eq!(get(stats, "/nope", "").await.0, 404);
+    let (_, _, body) = get(stats, "/stats.json", "").await;
+    let r: Report = serde_json::from_str(&body).unwrap();
+    assert_eq!(r.stats_http.requests, 4);
+    assert_eq!(r.stats_http.bad_requests, 2, "the mount's 418 and the 404");
+    stop.cancel();
 }

@@ -7,10 +7,11 @@
 //! `secret-XXXXXX`, and the secret commands find users by any client form of their secret.
 
 pub(crate) mod domains;
-mod output;
+pub(crate) mod output;
+mod panel_password;
 mod reload;
 mod settings;
-mod users;
+pub(crate) mod users;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -61,6 +62,9 @@ pub enum Ops {
     AddFakeTlsDomain(domains::AddDomainArgs),
     /// Remove a cover domain from the list.
     RemoveFakeTlsDomain(domains::DomainArg),
+    /// Set the web panel's login password (read from the terminal or stdin, never argv);
+    /// --off turns the panel off.
+    SetPanelPassword(panel_password::PanelPasswordArgs),
     /// Make the running proxy re-read the configuration now (SIGHUP; to the `vless_mtproxy`
     /// container through podman/docker when the proxy runs there).
     Reload,
@@ -89,6 +93,7 @@ pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
         Ops::ListFakeTlsDomains(a) => domains::list(config, a),
         Ops::AddFakeTlsDomain(a) => domains::add(config, a),
         Ops::RemoveFakeTlsDomain(a) => domains::remove(config, a),
+        Ops::SetPanelPassword(a) => panel_password::set_panel_password(config, a),
         Ops::Reload => reload::reload(config),
     }
     .map(|()| ExitCode::SUCCESS)

@@ -144,7 +144,7 @@ pub struct SetLimitsArgs {
     pub limits: LimitFlags,
 }
 
-fn parse_grace(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_grace(s: &str) -> Result<Duration, String> {
     let d = config::parse_duration(s)?;
     if d > Duration::from_secs(365 * 86400) {
         return Err("a grace period longer than a year is not useful; give e.g. 10m, 2h or 7d".into());
@@ -179,7 +179,7 @@ fn user_table<'a>(doc: &'a mut DocumentMut, name: &str) -> anyhow::Result<&'a mu
     users_table(doc)?.get_mut(name).and_then(Item::as_table_mut).ok_or_else(|| anyhow!("no user named `{name}`; `list-users` shows the names"))
 }
 
-fn find<'a>(cfg: &'a Config, name: &str) -> anyhow::Result<&'a User> {
+pub(crate) fn find<'a>(cfg: &'a Config, name: &str) -> anyhow::Result<&'a User> {
     cfg.users.iter().find(|u| u.name == name).ok_or_else(|| anyhow!("no user named `{name}`; `list-users` shows the names"))
 }
 
@@ -257,7 +257,9 @@ fn new_user_table(secret: &Secret, kind: &SecretKind) -> Table {
     t
 }
 
-fn create(config: &Path, name: Option<&str>, kind_flags: &KindFlags, limits: Option<&LimitFlags>, qr: &QrArgs) -> anyhow::Result<()> {
+/// Add a user (a generated `secret-XXXXXX` name when `name` is `None`): validate, write through
+/// the store, return the new configuration and the name. The CLI and the web panel both call it.
+pub(crate) fn create_user(config: &Path, name: Option<&str>, kind_flags: &KindFlags, limits: Option<&LimitFlags>) -> anyhow::Result<(Config, String)> {
     if let Some(n) = name {
         if !valid_user_name(n) {
             bail!("user name `{n}` is not allowed; use 1-64 letters, digits, `_`, `-` or `.`");
@@ -289,7 +291,12 @@ fn create(config: &Path, name: Option<&str>, kind_flags: &KindFlags, limits: Opt
     }
     users_table(&mut doc)?.insert(&name, Item::Table(t));
     let cfg = store.commit(&doc)?;
-    drop(store);
+    Ok((cfg, name))
+}
+
+fn create(config: &Path, name: Option<&str>, kind_flags: &KindFlags, limits: Option<&LimitFlags>, qr: &QrArgs) -> anyhow::Result<()> {
+    let (cfg, name) = create_user(config, name, kind_flags, limits)?;
+    let kind = find(&cfg, &name)?.kind.clone();
     println!("Added user `{name}` ({}). The running proxy accepts it within a second.", kind.name());
     if let (SecretKind::FakeTls { domain }, false) = (&kind, kind_flags.no_check) {
         super::domains::learn_cover(config, &cfg, domain);
@@ -424,16 +431,22 @@ pub fn remove_user(config: &Path, a: NameArg) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn set_enabled(config: &Path, a: NameArg, enabled: bool) -> anyhow::Result<()> {
+/// Enable or disable a user through the store; `false` when it already was so.
+pub(crate) fn change_enabled(config: &Path, name: &str, enabled: bool) -> anyhow::Result<bool> {
     let store = Store::lock(config)?;
     let (mut doc, cfg) = store.load(false)?;
-    if find(&cfg, &a.name)?.enabled == enabled {
-        println!("User `{}` is already {}.", a.name, if enabled { "enabled" } else { "disabled" });
-        return Ok(());
+    if find(&cfg, name)?.enabled == enabled {
+        return Ok(false);
     }
-    user_table(&mut doc, &a.name)?["enabled"] = value(enabled);
+    user_table(&mut doc, name)?["enabled"] = value(enabled);
     store.commit(&doc)?;
-    if enabled {
+    Ok(true)
+}
+
+pub fn set_enabled(config: &Path, a: NameArg, enabled: bool) -> anyhow::Result<()> {
+    if !change_enabled(config, &a.name, enabled)? {
+        println!("User `{}` is already {}.", a.name, if enabled { "enabled" } else { "disabled" });
+    } else if enabled {
         println!("Enabled user `{}`.", a.name);
     } else {
         println!("Disabled user `{}`; their open connections close within a second.", a.name);
@@ -441,7 +454,9 @@ pub fn set_enabled(config: &Path, a: NameArg, enabled: bool) -> anyhow::Result<(
     Ok(())
 }
 
-fn rotate(config: &Path, name: &str, grace: Option<Duration>, qr: &QrArgs) -> anyhow::Result<()> {
+/// Give a user a new secret through the store; with a grace period the old one keeps working
+/// until the returned Unix time.
+pub(crate) fn rotate_secret(config: &Path, name: &str, grace: Option<Duration>) -> anyhow::Result<(Config, Option<i64>)> {
     let store = Store::lock(config)?;
     let (mut doc, cfg) = store.load(false)?;
     let user = find(&cfg, name)?;
@@ -462,10 +477,14 @@ fn rotate(config: &Path, name: &str, grace: Option<Duration>, qr: &QrArgs) -> an
     }
     t["rotated"] = value(date::format_rfc3339(now_unix()));
     let cfg = store.commit(&doc)?;
-    drop(store);
-    match until {
-        Some(u) => println!("New secret for `{name}`. The old one keeps working until {} ({}).", date::format_rfc3339(u), config::format_duration(grace.unwrap())),
-        None => println!("New secret for `{name}`. The old one stopped working; its open connections close within a second."),
+    Ok((cfg, until))
+}
+
+fn rotate(config: &Path, name: &str, grace: Option<Duration>, qr: &QrArgs) -> anyhow::Result<()> {
+    let (cfg, until) = rotate_secret(config, name, grace)?;
+    match (until, grace) {
+        (Some(u), Some(g)) => println!("New secret for `{name}`. The old one keeps working until {} ({}).", date::format_rfc3339(u), config::format_duration(g)),
+        _ => println!("New secret for `{name}`. The old one stopped working; its open connections close within a second."),
     }
     output::warn_host(&cfg);
     print_user(config, &cfg, find(&cfg, name)?, qr)
@@ -535,12 +554,17 @@ pub fn show_config(config: &Path, a: ShowConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn set_limits(config: &Path, a: SetLimitsArgs) -> anyhow::Result<()> {
+/// Apply limit flags to a user through the store (`none` clears one).
+pub(crate) fn change_limits(config: &Path, name: &str, limits: &LimitFlags) -> anyhow::Result<Config> {
     let store = Store::lock(config)?;
     let (mut doc, cfg) = store.load(false)?;
-    find(&cfg, &a.name)?;
-    apply_limits(user_table(&mut doc, &a.name)?, &a.limits)?;
-    let cfg = store.commit(&doc).context("limits not changed")?;
+    find(&cfg, name)?;
+    apply_limits(user_table(&mut doc, name)?, limits)?;
+    store.commit(&doc).context("limits not changed")
+}
+
+pub fn set_limits(config: &Path, a: SetLimitsArgs) -> anyhow::Result<()> {
+    let cfg = change_limits(config, &a.name, &a.limits)?;
     println!("Limits of `{}`: {}", a.name, output::limits_text(find(&cfg, &a.name)?));
     Ok(())
 }

@@ -58,6 +58,7 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &st
     }
     t += &format!("workers = {}\n", answers.workers);
     t += &format!("pid_file = \"{state_dir}/proxy.pid\"\n\n[limits]\nusage_file = \"{state_dir}/usage\"\n");
+    t += &format!("\n# The web panel (docs/panel.md) is off until `vless-mtproxy set-panel-password`.\n[panel]\nhistory_file = \"{state_dir}/history\"\n");
     if answers.kind == Kind::Ee {
         // The configuration folder may be mounted read-only (the container): the learned cover
         // flights go to the writable state folder.
@@ -109,16 +110,30 @@ pub fn load_existing(path: &Path) -> Result<Option<Config>, ConfigStepError> {
 
 /// Run one operator command of this binary against `config_file`.
 pub fn run_cli(binary: &Path, config_file: &Path, args: &[String]) -> Result<(), ConfigStepError> {
+    run_cli_with_input(binary, config_file, args, None)
+}
+
+/// [`run_cli`] with `input` on the command's stdin (a password for `set-panel-password`).
+pub fn run_cli_with_input(binary: &Path, config_file: &Path, args: &[String], input: Option<&[u8]>) -> Result<(), ConfigStepError> {
+    use std::io::Write;
     use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
     let shown = args.join(" ");
-    let out = Command::new(binary)
+    let cannot = |e: std::io::Error| ConfigStepError::Cli { command: shown.clone(), detail: format!("cannot run {}: {e}", binary.display()) };
+    let mut child = Command::new(binary)
         .arg0("vless-mtproxy")
         .arg("--config")
         .arg(config_file)
         .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| ConfigStepError::Cli { command: shown.clone(), detail: format!("cannot run {}: {e}", binary.display()) })?;
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(cannot)?;
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(bytes).map_err(cannot)?;
+    }
+    let out = child.wait_with_output().map_err(cannot)?;
     if out.status.success() {
         Ok(())
     } else {
@@ -127,7 +142,6 @@ pub fn run_cli(binary: &Path, config_file: &Path, args: &[String]) -> Result<(),
     }
 }
 
-/// Create the file, or bring an existing one to the answers.
 pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u32, u32)>, binary: &Path, state_dir: &str) -> Result<ConfigOutcome, ConfigStepError> {
     let mut outcome = ConfigOutcome::default();
     let Some(existing) = load_existing(path)? else {
@@ -240,6 +254,8 @@ mod tests {
             assert_eq!(answers_of(&cfg), a, "{text}");
         }
         let cfg = config::parse_str(&fresh_text(&Answers::default(), "default", &s, "/d"), Path::new("t")).unwrap();
+        assert_eq!(cfg.panel.history_file.as_deref(), Some(Path::new("/d/history")), "the history goes to the writable state folder");
+        assert!(cfg.panel.password_hash.is_none(), "the panel is off after setup unless asked");
         assert_eq!(answers_of(&cfg), Answers::default());
     }
 

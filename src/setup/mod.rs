@@ -83,6 +83,10 @@ pub struct SetupArgs {
     /// non-interactive run does not; the wizard asks when it finds one.
     #[arg(long)]
     upstream_xray: bool,
+    /// Turn the web panel on: read its password from stdin (one line) and store its hash with
+    /// `set-panel-password` (docs/panel.md). Never give a password as an argument.
+    #[arg(long)]
+    panel_password_stdin: bool,
     /// Xray's config JSON (default: the VLESS layouts' usual places).
     #[arg(long, value_name = "FILE")]
     xray_config: Option<PathBuf>,
@@ -498,6 +502,12 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     }
     if let Some((source, inbound)) = &via_xray {
         steps.detail(&config_step::route_via_xray(&paths.config_file(), source, inbound, cfg_owner)?);
+    }
+    if args.panel_password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| SetupError::Other(format!("cannot read the panel password from stdin: {e}")))?;
+        config_step::run_cli_with_input(&paths.binary(), &paths.config_file(), &["set-panel-password".to_string()], Some(line.as_bytes()))?;
+        steps.detail("web panel password set (http://127.0.0.1:8888/panel/ over an SSH tunnel)");
     }
 
     let own_state = match &answers.own {

@@ -29,6 +29,8 @@ pub const UPSTREAM_WEIGHT: u32 = 1;
 /// are reachable in most countries and carry heavy TLS traffic, so one more client blends in.
 pub const COVER_DOMAINS: &[&str] = &["www.google.com", "www.microsoft.com", "www.apple.com", "www.amazon.com", "www.cloudflare.com"];
 pub const STATS_LISTEN: &str = "127.0.0.1:8888";
+/// How long a panel login lasts.
+pub const PANEL_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Telegram's published middle-proxy configuration (docs/protocol.md §5.1).
 pub const PROXY_SECRET_URL: &str = "https://core.telegram.org/getProxySecret";
 pub const PROXY_CONFIG_URL: &str = "https://core.telegram.org/getProxyConfig";

@@ -265,6 +265,23 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
+/// `[panel]` (docs/panel.md).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Panel {
+    /// Argon2 PHC string of the login password; `None`: the panel is off.
+    pub password_hash: Option<String>,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+    /// The traffic history file; `None`: next to the usage file (`<usage file>.history`).
+    pub history_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Panel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Panel").field("password_hash", &self.password_hash.as_ref().map(|_| "<set>")).field("session_ttl", &self.session_ttl).field("history_file", &self.history_file).finish()
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -289,6 +306,8 @@ pub struct Config {
     pub stats_allow_remote: bool,
     /// `[stats] token`: when set, every stats endpoint but `/health` wants `Authorization: Bearer`.
     pub stats_token: Option<BearerToken>,
+    /// `[panel]`: the web panel on the statistics listener (off without a password hash).
+    pub panel: Panel,
     pub ad_tag: Option<[u8; 16]>,
     pub middle: MiddleSettings,
     /// `[upstream]`: direct, or through SOCKS5 / HTTP CONNECT servers.
@@ -333,6 +352,12 @@ impl Config {
     /// The file learned cover flights are kept in (`crate::cover::CoverCache`).
     pub fn cover_cache_path(&self, config_path: &Path) -> PathBuf {
         self.fake_tls.cover_cache.clone().unwrap_or_else(|| beside(config_path, "covers"))
+    }
+
+    /// The file the panel's traffic history is kept in: next to the usage file (a writable
+    /// state folder when the configuration's is read-only) unless `[panel] history_file` says.
+    pub fn history_path(&self, config_path: &Path) -> PathBuf {
+        self.panel.history_file.clone().unwrap_or_else(|| beside(&self.usage_path(config_path), "history"))
     }
 
     /// The file per-user data usage is persisted in.

@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub stats: RawStats,
     #[serde(default)]
+    pub panel: RawPanel,
+    #[serde(default)]
     pub promoted_channel: RawPromoted,
     #[serde(default)]
     pub upstream: RawUpstream,
@@ -114,6 +116,14 @@ pub struct RawStats {
     pub listen: S<String>,
     pub allow_remote: S<bool>,
     pub token: S<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPanel {
+    pub password_hash: S<String>,
+    pub session_ttl: S<DurationValue>,
+    pub history_file: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -11,6 +11,10 @@
 //!
 //! With a bearer token configured, every path but `/health` wants
 //! `Authorization: Bearer TOKEN` (compared in constant time); `/health` says only up or down.
+//!
+//! A [`Mount`] (the web panel of the binary, docs/panel.md) may take over `/` and the paths it
+//! claims; it gets the whole request (it may read a bounded body) and does its own
+//! authentication. The same connection limits apply to it.
 
 pub mod render;
 pub mod report;
@@ -53,12 +57,30 @@ impl Default for Limits {
     }
 }
 
+/// A response future of a [`Mount`].
+pub type MountFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Full<Bytes>>> + Send>>;
+
+/// Extra pages served on the statistics listener, outside this crate (the web panel).
+pub trait Mount: Send + Sync {
+    /// Whether this path is the mount's (checked before the statistics paths).
+    fn handles(&self, path: &str) -> bool;
+    /// Answer one request; `peer` is the client's address.
+    fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> MountFuture;
+}
+
 /// What the listener needs besides the shared state.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub token: Option<BearerToken>,
     pub config_path: Option<String>,
     pub limits: Limits,
+    pub mount: Option<Arc<dyn Mount>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options").field("token", &self.token).field("config_path", &self.config_path).field("limits", &self.limits).field("mount", &self.mount.is_some()).finish()
+    }
 }
 
 #[derive(Default)]
@@ -80,7 +102,7 @@ pub async fn serve_stats(listener: TcpListener, shared: Arc<Shared>, opts: Optio
     let state = Arc::new(State { shared, opts, counters: Counters::default() });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
-        let (mut stream, _peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => match a {
                 Ok(a) => a,
@@ -108,7 +130,17 @@ pub async fn serve_stats(listener: TcpListener, shared: Arc<Shared>, opts: Optio
             let svc_state = state.clone();
             let svc = hyper::service::service_fn(move |req| {
                 let st = svc_state.clone();
-                async move { Ok::<_, Infallible>(respond(&st, req)) }
+                async move {
+                    if let Some(m) = st.opts.mount.as_ref().filter(|m| m.handles(req.uri().path())) {
+                        st.counters.requests.fetch_add(1, Relaxed);
+                        let resp = m.call(req, peer).await;
+                        if resp.status().is_client_error() {
+                            st.counters.bad.fetch_add(1, Relaxed);
+                        }
+                        return Ok::<_, Infallible>(resp);
+                    }
+                    Ok::<_, Infallible>(respond(&st, req))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -4,10 +4,11 @@
 //! This file holds what every section shares ([`Ctx`]: line numbers, error building, the
 //! duration / integer / path readers) and [`parse_str`], which runs one function per section
 //! and assembles the [`Config`]. The sections live beside it: `syntax` (TOML errors, redacted),
-//! `server`, `timeouts`, `tls_fronting`, `stats`, `promoted`, `dc_overrides`, `upstream`,
+//! `server`, `timeouts`, `tls_fronting`, `stats`, `panel`, `promoted`, `dc_overrides`, `upstream`,
 //! `users`.
 
 mod dc_overrides;
+mod panel;
 mod promoted;
 mod server;
 mod stats;
@@ -120,6 +121,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         usage_file,
     };
     let stats = stats::settings(&ctx, &raw.stats)?;
+    let panel = panel::settings(&ctx, &raw.panel, stats.listen)?;
     let (ad_tag, mut middle) = promoted::settings(&ctx, &raw.promoted_channel)?;
     let dc_overrides = dc_overrides::settings(&ctx, &raw.dc_overrides)?;
     let upstream = upstream::settings(&ctx, &raw.upstream)?;
@@ -144,6 +146,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         stats_listen: stats.listen,
         stats_allow_remote: stats.allow_remote,
         stats_token: stats.token,
+        panel,
         ad_tag,
         middle,
         upstream,

@@ -268,3 +268,23 @@ fn cover_emulation_settings() {
     let e = parse("[fake_tls]\ncover_cache = \" \"\n").unwrap_err();
     assert!(e.starts_with("/etc/test.toml:2:") && e.contains("`cover_cache` is empty"), "{e}");
 }
+
+#[test]
+fn panel_is_off_without_a_hash_and_stays_on_loopback() {
+    let c = parse("").unwrap();
+    assert!(c.panel.password_hash.is_none());
+    assert_eq!(c.panel.session_ttl, std::time::Duration::from_secs(12 * 3600));
+    let h = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let c = parse(&format!("[panel]\npassword_hash = \"{h}\"\nsession_ttl = \"1h\"\n")).unwrap();
+    assert_eq!(c.panel.password_hash.as_deref(), Some(h));
+    assert!(!format!("{:?}", c.panel).contains("argon2"));
+    let e = parse("[panel]\npassword_hash = \"hunter2hunter2\"\n").unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: `panel.password_hash` is not an argon2 hash") && !e.contains("hunter2"), "{e}");
+    let remote = format!("[stats]\nlisten = \"0.0.0.0:8888\"\nallow_remote = true\ntoken = \"abcdefghijklmnop-123\"\n[panel]\npassword_hash = \"{h}\"\n");
+    let e = parse(&remote).unwrap_err();
+    assert!(e.contains("the panel cannot be served on `stats.listen` = \"0.0.0.0:8888\""), "{e}");
+    assert!(parse("[panel]\nsession_ttl = \"1s\"\n").unwrap_err().contains("session_ttl"));
+    assert_eq!(parse("").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/etc/x.toml.usage.history"));
+    assert_eq!(parse("[limits]\nusage_file = \"/var/lib/v/usage\"\n").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/var/lib/v/usage.history"));
+    assert_eq!(parse("[panel]\nhistory_file = \"/h\"\n").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/h"));
+}
