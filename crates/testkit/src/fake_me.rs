@@ -19,8 +19,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mtproxy_proto::rpc::cbc::{CbcDecrypt, CbcEncrypt, BLOCK};
-use mtproxy_proto::rpc::frame::{pad_to_block, FrameReader, FrameWriter};
+use mtproxy_proto::rpc::cbc::{CbcDecrypt, CbcEncrypt};
+use mtproxy_proto::rpc::frame::{pad_to_block, FrameWriter};
+use mtproxy_proto::rpc::input::FrameInput;
 use mtproxy_proto::rpc::keys::{derive, KeyInput, Purpose};
 use mtproxy_proto::rpc::msg::{flags, FromMe, Handshake, HandshakeReply, Nonce, ToMe, SCHEMA_AES};
 use rand::RngCore;
@@ -177,40 +178,18 @@ impl FakeMe {
     }
 }
 
-struct Reader {
-    plain: Vec<u8>,
-    raw: Vec<u8>,
-    cbc: Option<CbcDecrypt>,
-    frames: FrameReader,
-}
-
-impl Reader {
-    async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<Vec<u8>> {
-        loop {
-            match self.frames.decode(&self.plain) {
-                Ok(Some((p, used))) => {
-                    self.plain.drain(..used);
-                    return Ok(p);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            }
-            let mut buf = [0u8; 16384];
-            let n = r.read(&mut buf).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            match &mut self.cbc {
-                None => self.plain.extend_from_slice(&buf[..n]),
-                Some(d) => {
-                    self.raw.extend_from_slice(&buf[..n]);
-                    let whole = self.raw.len() / BLOCK * BLOCK;
-                    d.decrypt(&mut self.raw[..whole]);
-                    self.plain.extend_from_slice(&self.raw[..whole]);
-                    self.raw.drain(..whole);
-                }
-            }
+/// The next frame from the proxy, through the same sans-I/O [`FrameInput`] the proxy reads with.
+async fn read_frame<R: AsyncRead + Unpin>(input: &mut FrameInput, r: &mut R) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(p) = input.next_frame().map_err(|e| bad(&e.to_string()))? {
+            return Ok(p);
         }
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        input.push(&buf[..n]);
     }
 }
 
@@ -230,8 +209,8 @@ async fn serve_conn(
     let local = s.local_addr()?;
     let seen = s.peer_addr()?;
     let peer = SocketAddr::new(public_ip.unwrap_or(seen.ip()), seen.port());
-    let mut reader = Reader { plain: Vec::new(), raw: Vec::new(), cbc: None, frames: FrameReader::default() };
-    let theirs = Nonce::parse(&reader.next(&mut s).await?).map_err(|e| bad(&e.to_string()))?;
+    let mut reader = FrameInput::default();
+    let theirs = Nonce::parse(&read_frame(&mut reader, &mut s).await?).map_err(|e| bad(&e.to_string()))?;
     if theirs.key_select[..] != secret[..4] {
         return Err(bad("key_select does not match our proxy secret"));
     }
@@ -242,9 +221,9 @@ async fn serve_conn(
     writer.write(&Nonce { key_select: theirs.key_select, schema: SCHEMA_AES, ts: unix_now() as u32, nonce: nonce_srv }.encode(), &mut out);
     s.write_all(&out).await?;
     let input = KeyInput { nonce_srv, nonce_clt: theirs.nonce, clt_ts: theirs.ts, server: local, client: peer, secret };
-    reader.cbc = Some(CbcDecrypt::new(&derive(Purpose::Client, &input)));
+    reader.decrypt_with(CbcDecrypt::new(&derive(Purpose::Client, &input)));
     let mut enc = CbcEncrypt::new(&derive(Purpose::Server, &input));
-    let hs = match Handshake::parse(&reader.next(&mut s).await?) {
+    let hs = match Handshake::parse(&read_frame(&mut reader, &mut s).await?) {
         Ok(HandshakeReply::Ok(h)) => h,
         _ => return Err(bad("expected RPC_HANDSHAKE")),
     };
@@ -278,7 +257,7 @@ async fn serve_conn(
     });
     let mut mine: Vec<u64> = Vec::new();
     let result = loop {
-        let payload = match reader.next(&mut rh).await {
+        let payload = match read_frame(&mut reader, &mut rh).await {
             Ok(p) => p,
             Err(e) => break Err(e),
         };

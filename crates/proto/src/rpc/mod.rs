@@ -20,6 +20,7 @@
 pub mod cbc;
 pub mod conf;
 pub mod frame;
+pub mod input;
 pub mod keys;
 pub mod msg;
 

@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mtproxy_proto::rpc::cbc::{CbcDecrypt, CbcEncrypt, BLOCK};
-use mtproxy_proto::rpc::frame::{pad_to_block, FrameError, FrameReader, FrameWriter};
+use mtproxy_proto::rpc::cbc::{CbcDecrypt, CbcEncrypt};
+use mtproxy_proto::rpc::frame::{pad_to_block, FrameError, FrameWriter};
+use mtproxy_proto::rpc::input::FrameInput;
 use mtproxy_proto::rpc::keys::{derive, KeyInput, Purpose};
 use mtproxy_proto::rpc::msg::{self, FromMe, Handshake, HandshakeReply, MsgError, Nonce, PID_PLACEHOLDER, SCHEMA_AES};
 use rand::RngCore;
@@ -94,42 +95,17 @@ fn unix_now() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
 }
 
-/// Reads RPC frames, decrypting once keys are set.
-struct RpcReader {
-    /// Decrypted bytes not yet consumed by the frame reader.
-    plain: Vec<u8>,
-    /// Encrypted bytes not yet a whole block.
-    raw: Vec<u8>,
-    cbc: Option<CbcDecrypt>,
-    frames: FrameReader,
-}
-
-impl RpcReader {
-    fn new() -> Self {
-        RpcReader { plain: Vec::new(), raw: Vec::new(), cbc: None, frames: FrameReader::default() }
-    }
-
-    async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Vec<u8>, ConnError> {
-        loop {
-            if let Some((payload, used)) = self.frames.decode(&self.plain)? {
-                self.plain.drain(..used);
-                return Ok(payload);
-            }
-            let mut buf = [0u8; 16384];
-            let n = r.read(&mut buf).await?;
-            if n == 0 {
-                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-            }
-            match &mut self.cbc {
-                None => self.plain.extend_from_slice(&buf[..n]),
-                Some(dec) => {
-                    self.raw.extend_from_slice(&buf[..n]);
-                    let whole = self.raw.len() / BLOCK * BLOCK;
-                    dec.decrypt(&mut self.raw[..whole]);
-                    self.plain.extend_from_slice(&self.raw[..whole]);
-                    self.raw.drain(..whole);
-                }
-            }
+/// The next RPC frame from the middle-end: socket reads fed to the shared sans-I/O
+/// [`FrameInput`] (plain, then CBC once the keys are set).
+async fn next_frame<R: AsyncRead + Unpin>(input: &mut FrameInput, r: &mut R) -> Result<Vec<u8>, ConnError> {
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(payload) = input.next_frame()? {
+            return Ok(payload);
+        }
+        match r.read(&mut buf).await? {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            n => input.push(&buf[..n]),
         }
     }
 }
@@ -175,7 +151,7 @@ pub async fn connect(opened: crate::upstream::Opened, addr: SocketAddr, secret: 
     Ok(conn)
 }
 
-type Ready = (TcpStream, RpcReader, FrameWriter, CbcEncrypt, SocketAddr);
+type Ready = (TcpStream, FrameInput, FrameWriter, CbcEncrypt, SocketAddr);
 
 async fn handshake(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>) -> Result<Ready, ConnError> {
     let mut stream = opened.stream;
@@ -197,8 +173,8 @@ async fn handshake(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[
     writer.write(&Nonce { key_select, schema: SCHEMA_AES, ts, nonce: nonce_clt }.encode(), &mut out);
     stream.write_all(&out).await?;
 
-    let mut reader = RpcReader::new();
-    let theirs = Nonce::parse(&reader.next(&mut stream).await?)?;
+    let mut reader = FrameInput::default();
+    let theirs = Nonce::parse(&next_frame(&mut reader, &mut stream).await?)?;
     if theirs.key_select != key_select {
         return Err(ConnError::KeySelect);
     }
@@ -208,14 +184,14 @@ async fn handshake(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[
     }
     let input = KeyInput { nonce_srv: theirs.nonce, nonce_clt, clt_ts: ts, server: addr, client: SocketAddr::new(seen_ip, local.port()), secret };
     let mut enc = CbcEncrypt::new(&derive(Purpose::Client, &input));
-    reader.cbc = Some(CbcDecrypt::new(&derive(Purpose::Server, &input)));
+    reader.decrypt_with(CbcDecrypt::new(&derive(Purpose::Server, &input)));
 
     let mut out = Vec::new();
     writer.write(&Handshake { flags: 0, sender_pid: PID_PLACEHOLDER, peer_pid: PID_PLACEHOLDER }.encode(), &mut out);
     pad_to_block(&mut out, 0);
     enc.encrypt(&mut out);
     stream.write_all(&out).await?;
-    match Handshake::parse(&reader.next(&mut stream).await?)? {
+    match Handshake::parse(&next_frame(&mut reader, &mut stream).await?)? {
         HandshakeReply::Ok(h) if h.peer_pid == PID_PLACEHOLDER => {}
         HandshakeReply::Ok(_) => return Err(ConnError::PeerMismatch),
         HandshakeReply::Error { code } => return Err(ConnError::Refused(code)),
@@ -223,9 +199,9 @@ async fn handshake(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[
     Ok((stream, reader, writer, enc, local))
 }
 
-async fn read_loop(mut r: tokio::net::tcp::OwnedReadHalf, mut reader: RpcReader, conn: &MeConn) -> Result<(), ConnError> {
+async fn read_loop(mut r: tokio::net::tcp::OwnedReadHalf, mut reader: FrameInput, conn: &MeConn) -> Result<(), ConnError> {
     loop {
-        let payload = reader.next(&mut r).await?;
+        let payload = next_frame(&mut reader, &mut r).await?;
         conn.stats.frames_in.fetch_add(1, Relaxed);
         let (conn_id, event) = match FromMe::parse(&payload)? {
             FromMe::ProxyAns { conn_id, data, .. } => (conn_id, ClientEvent::Answer(data)),
