@@ -7,7 +7,7 @@
 //! `secret-XXXXXX`, and the secret commands find users by any client form of their secret.
 
 pub(crate) mod domains;
-mod output;
+pub(crate) mod output;
 mod reload;
 mod settings;
 mod users;
@@ -64,6 +64,12 @@ pub enum Ops {
     /// Make the running proxy re-read the configuration now (SIGHUP; to the `vless_mtproxy`
     /// container through podman/docker when the proxy runs there).
     Reload,
+    /// Fleet: copy the users (and promoted-channel tag) of a TOML file into the shared store.
+    ImportUsers(crate::fleet::cli::ImportArgs),
+    /// Fleet: print the store's users as TOML sections for a config file (the way back).
+    ExportUsers(crate::fleet::cli::ExportArgs),
+    /// Fleet: every node sharing the store: address, version, last seen, connections, bytes.
+    ListNodes(crate::fleet::cli::NodesArgs),
 }
 
 pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
@@ -90,6 +96,9 @@ pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
         Ops::AddFakeTlsDomain(a) => domains::add(config, a),
         Ops::RemoveFakeTlsDomain(a) => domains::remove(config, a),
         Ops::Reload => reload::reload(config),
+        Ops::ImportUsers(a) => crate::fleet::cli::import(config, a),
+        Ops::ExportUsers(a) => crate::fleet::cli::export(config, a),
+        Ops::ListNodes(a) => crate::fleet::cli::list_nodes(config, a),
     }
     .map(|()| ExitCode::SUCCESS)
 }

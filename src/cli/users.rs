@@ -488,7 +488,9 @@ pub fn show_user(config: &Path, a: ShowUserArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     output::warn_host(&cfg);
-    print_user(config, &cfg, user, &a.qr)
+    print_user(config, &cfg, user, &a.qr)?;
+    crate::fleet::cli::print_node_links(&cfg, user);
+    Ok(())
 }
 
 pub fn show_config(config: &Path, a: ShowConfigArgs) -> anyhow::Result<()> {

@@ -65,13 +65,15 @@ struct Open {
     ips: HashMap<IpAddr, u32>,
 }
 
-/// Quota accounting: used = `base` + (relayed bytes now - `mark`), within `period`.
+/// Quota accounting: used = `base` + (relayed bytes now - `mark`), within `period`; plus, in a
+/// fleet, what the other nodes reported for the same period (`others`).
 #[derive(Default)]
 struct Quota {
     period: i64,
     base: u64,
     mark: u64,
     started: bool,
+    others: Option<(i64, u64)>,
 }
 
 #[derive(Default)]
@@ -133,20 +135,36 @@ impl Limits {
         self.users.lock().unwrap().entry(name.to_string()).or_default().clone()
     }
 
-    /// Bytes the user has used in the current quota period.
+    /// Bytes the user has used in the current quota period: through this process, plus what
+    /// the other nodes of a fleet reported ([`Limits::set_others`]).
     pub fn used(&self, user: &User, stats: &UserStats, now: SystemTime) -> u64 {
+        let p = period(user, now);
+        let local = self.local_used(user, stats, now);
+        let others = self.state(&user.name).quota.lock().unwrap().others.filter(|(op, _)| *op == p).map_or(0, |(_, b)| b);
+        local + others
+    }
+
+    /// Bytes relayed by this node alone in the current period (what it persists and reports).
+    pub fn local_used(&self, user: &User, stats: &UserStats, now: SystemTime) -> u64 {
         let st = self.state(&user.name);
         let mut q = st.quota.lock().unwrap();
         Self::roll(&mut q, period(user, now), relayed(stats));
         q.base + relayed(stats).saturating_sub(q.mark)
     }
 
+    /// What the other nodes of the fleet relayed for `name` in `period` (read from the store
+    /// after each flush); it counts towards the quota with this node's own bytes.
+    pub fn set_others(&self, name: &str, period: i64, bytes: u64) {
+        self.state(name).quota.lock().unwrap().others = Some((period, bytes));
+    }
+
     fn roll(q: &mut Quota, period: i64, relayed_now: u64) {
+        let others = q.others;
         if !q.started {
             // Everything this process relayed counts towards the first period it sees.
-            *q = Quota { period, base: 0, mark: 0, started: true };
+            *q = Quota { period, base: 0, mark: 0, started: true, others };
         } else if q.period != period {
-            *q = Quota { period, base: 0, mark: relayed_now, started: true };
+            *q = Quota { period, base: 0, mark: relayed_now, started: true, others };
         }
     }
 
@@ -212,7 +230,7 @@ impl Limits {
 
     /// Every user's usage in its current period, for persisting: `(name, period, bytes)`.
     pub fn usage_table(&self, users: &[(User, Arc<UserStats>)], now: SystemTime) -> Vec<(String, i64, u64)> {
-        users.iter().map(|(u, s)| (u.name.clone(), period(u, now), self.used(u, s, now))).collect()
+        users.iter().map(|(u, s)| (u.name.clone(), period(u, now), self.local_used(u, s, now))).collect()
     }
 
     /// Restore usage counted by an earlier run; entries from another period are ignored.
@@ -222,7 +240,7 @@ impl Limits {
             if let Some((_, p, bytes)) = saved.iter().find(|(n, p, _)| *n == u.name && *p == period(u, now)) {
                 let st = self.state(&u.name);
                 let mut q = st.quota.lock().unwrap();
-                *q = Quota { period: *p, base: *bytes, mark: relayed(s), started: true };
+                *q = Quota { period: *p, base: *bytes, mark: relayed(s), started: true, others: q.others };
             }
         }
     }
@@ -351,5 +369,23 @@ mod tests {
         assert!(second.admit(&u, &s2, A, now).is_ok());
         s2.bytes_to_client.store(400, Relaxed);
         assert_eq!(second.admit(&u, &s2, A, now).err(), Some(Refusal::Quota));
+    }
+
+    #[test]
+    fn fleet_quota_counts_the_other_nodes_of_the_same_period() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), quota_monthly: true, ..Default::default() });
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        s.bytes_from_client.store(300, Relaxed);
+        let p = period(&u, now);
+        // Another period's report does not count.
+        l.set_others("u", p - 1, 900);
+        assert_eq!(l.used(&u, &s, now), 300);
+        l.set_others("u", p, 700);
+        assert_eq!(l.used(&u, &s, now), 1000);
+        assert_eq!(l.local_used(&u, &s, now), 300, "this node persists and reports only its own bytes");
+        assert_eq!(l.usage_table(&[(u.clone(), s.clone())], now), vec![("u".to_string(), p, 300)]);
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::Quota));
     }
 }

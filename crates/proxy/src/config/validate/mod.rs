@@ -11,6 +11,7 @@ mod dc_overrides;
 mod promoted;
 mod server;
 mod stats;
+mod store;
 mod syntax;
 mod timeouts;
 mod tls_fronting;
@@ -124,6 +125,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let dc_overrides = dc_overrides::settings(&ctx, &raw.dc_overrides)?;
     let upstream = upstream::settings(&ctx, &raw.upstream)?;
     middle.fetch_via = upstream::fetch_via(&upstream);
+    let store = raw.store.as_ref().map(|s| store::settings(&ctx, s)).transpose()?;
     let users = users::settings(&ctx, &raw.users)?;
 
     Ok(Config {
@@ -147,6 +149,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ad_tag,
         middle,
         upstream,
+        store,
         users,
     })
 }
