@@ -62,7 +62,7 @@ pub fn query_error(settings: &StoreSettings, e: postgres::Error) -> FleetError {
 pub fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
     let known = MIGRATIONS.len() as i32;
     let mut tx = client.transaction()?;
-    tx.batch_execute("SELECT pg_advisory_xact_lock(7461726); CREATE TABLE IF NOT EXISTS vless_schema (version integer NOT NULL)")?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning; SELECT pg_advisory_xact_lock(7461726); CREATE TABLE IF NOT EXISTS vless_schema (version integer NOT NULL)")?;
     let found: i32 = tx.query_opt("SELECT version FROM vless_schema", &[])?.map_or(0, |r| r.get(0));
     if found > known {
         tx.rollback()?;
