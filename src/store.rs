@@ -49,7 +49,7 @@ pub enum StoreError {
 /// An exclusive hold on the configuration for one read-modify-write.
 pub struct Store {
     path: PathBuf,
-    _lock: File,
+    _lock: Option<File>,
     fleet: Option<crate::fleet::cli::Session>,
 }
 
@@ -89,8 +89,25 @@ fn not_toml(path: &Path) -> ConfigError {
 }
 
 impl Store {
-    /// Wait for the exclusive lock (bounded by the other holders, each a short CLI call).
+    /// Wait for the exclusive lock (bounded by the other holders, each a short CLI call). In
+    /// a fleet the store's transaction is the lock that matters; the file lock is then taken
+    /// when it can be (a config mounted read-only, as a Kubernetes ConfigMap, has no room for
+    /// it).
     pub fn lock(path: &Path) -> Result<Store, StoreError> {
+        let settings = match config::load(path) {
+            Ok(Config { store: Some(settings), .. }) => Some(settings),
+            _ => None,
+        };
+        let file = match Self::lock_file(path) {
+            Ok(f) => Some(f),
+            Err(_) if settings.is_some() => None,
+            Err(e) => return Err(e),
+        };
+        let fleet = settings.map(|s| crate::fleet::cli::Session::begin(&s)).transpose()?;
+        Ok(Store { path: path.to_path_buf(), _lock: file, fleet })
+    }
+
+    fn lock_file(path: &Path) -> Result<File, StoreError> {
         let lock_path = config::beside(path, "lock");
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|err| StoreError::Lock { path: lock_path.clone(), err })?;
@@ -104,11 +121,7 @@ impl Store {
             .open(&lock_path)
             .map_err(|err| StoreError::Lock { path: lock_path.clone(), err })?;
         file.lock().map_err(|err| StoreError::Lock { path: lock_path, err })?;
-        let fleet = match config::load(path) {
-            Ok(Config { store: Some(settings), .. }) => Some(crate::fleet::cli::Session::begin(&settings)?),
-            _ => None,
-        };
-        Ok(Store { path: path.to_path_buf(), _lock: file, fleet })
+        Ok(file)
     }
 
     /// The document and its validated model; `create` starts a new file when none exists.

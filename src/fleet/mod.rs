@@ -163,6 +163,19 @@ mod tests {
         assert!(table_of("x", "secret = \"ab\"\n[server]\nworkers = 9\n").is_err());
         let mut file: DocumentMut = FILE.parse().unwrap();
         strip(&mut file);
-        assert_eq!(file.to_string(), "[server]\nlisten = [\"127.0.0.1:1\"]\n\n");
+        assert_eq!(file.to_string(), "[server]\nlisten = [\"127.0.0.1:1\"]\n");
+    }
+
+    #[test]
+    fn the_kubernetes_configmap_holds_a_valid_node_config_without_the_password() {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(include_str!("../../deploy/kubernetes/configmap.yaml")).unwrap();
+        let text = yaml["data"]["config.toml"].as_str().unwrap();
+        // The DaemonSet sets this from the Secret; no other test reads it.
+        std::env::set_var("VLESS_MTPROXY_STORE_URL", "postgres://vless:pw@db:5432/vless?sslmode=disable");
+        let cfg = mtproxy_core::config::parse_str(text, std::path::Path::new("configmap.yaml")).unwrap();
+        let store = cfg.store.as_ref().unwrap();
+        assert_eq!(store.url.redacted(), "postgres://vless:***@db:5432/vless?sslmode=disable");
+        assert_eq!(store.cache_file.as_deref(), Some(std::path::Path::new("/var/lib/vless-mtproxy/fleet-cache")));
+        assert!(cfg.users.is_empty());
     }
 }

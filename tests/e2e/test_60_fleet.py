@@ -256,8 +256,8 @@ def test_fleet_quota_is_enforced_on_the_sum_of_two_nodes(fleet):
     total = user_bytes(n1, "q") + user_bytes(n2, "q")
     overshoot = total - quota
     # Bound (docs/fleet.md): the fleet's rate x (2 flush intervals + the 1 s enforcement tick),
-    # plus one accounting batch per connection.
-    bound = 2 * rate * (2 * FLUSH + 1.0) + 2 * 64 * 1024
+    # plus one accounting batch (stats::FLUSH_BYTES, 256 KiB) per connection.
+    bound = 2 * rate * (2 * FLUSH + 1.0) + 2 * 256 * 1024
     print("quota %d B through two nodes: relayed %d B (node1 %d, node2 %d) in %.1f s; overshoot %d B, bound %d B"
           % (quota, total, user_bytes(n1, "q"), user_bytes(n2, "q"), took, overshoot, bound))
     assert took < 25, "the quota did not stop the clients"

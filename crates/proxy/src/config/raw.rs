@@ -40,6 +40,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub url: S<String>,
+    pub url_env: S<String>,
     pub node: S<String>,
     pub public_host: S<String>,
     pub flush_interval: S<DurationValue>,

@@ -8,14 +8,22 @@ use super::{non_blank, valid_user_name, ConfigError, Ctx};
 use std::time::Duration;
 
 pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSettings, ConfigError> {
-    let url = match non_blank(&raw.url) {
-        None => {
-            return Err(ctx.err(0, "`[store]` has no `url`", "write url = \"postgres://USER:PASSWORD@HOST:5432/DB\", or remove [store] to keep the users in this file"));
+    // `url_env`: the URL comes from that environment variable (a Kubernetes Secret), so the
+    // file (a ConfigMap) holds no password.
+    let from_env = non_blank(&raw.url_env).map(|(v, name)| (v, name, std::env::var(name).unwrap_or_default()));
+    let url = match (non_blank(&raw.url), from_env) {
+        (Some((v, _)), Some(_)) => return Err(ctx.at(v, "`[store]` has both `url` and `url_env`", "keep one of them")),
+        (None, None) => {
+            return Err(ctx.err(0, "`[store]` has no `url`", "write url = \"postgres://USER:PASSWORD@HOST:5432/DB\" (or url_env = \"VARIABLE\"), or remove [store] to keep the users in this file"));
         }
-        Some((v, text)) => DbUrl::new(text).map_err(|m| ctx.at(v, format!("`store.url`: {m}"), "write url = \"postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable\""))?,
+        (None, Some((v, name, value))) if value.trim().is_empty() => {
+            return Err(ctx.at(v, format!("`store.url_env`: the environment variable {name} is not set"), "set it to the postgres:// URL (in Kubernetes: from the Secret), or write url = \"...\""));
+        }
+        (None, Some((v, name, value))) => DbUrl::new(&value).map_err(|m| ctx.at(v, format!("`store.url_env`: {name}: {m}"), "set it to postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable"))?,
+        (Some((v, text)), None) => DbUrl::new(text).map_err(|m| ctx.at(v, format!("`store.url`: {m}"), "write url = \"postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable\""))?,
     };
     if url.secret_str().contains("sslmode=require") || url.secret_str().contains("sslmode=verify") {
-        let v = raw.url.as_ref().unwrap();
+        let v = raw.url.as_ref().or(raw.url_env.as_ref()).unwrap();
         return Err(ctx.at(v, "`store.url`: TLS to the database is not supported yet", "reach PostgreSQL on loopback, a private network or a tunnel, with sslmode=disable (docs/fleet.md)"));
     }
     let node = match non_blank(&raw.node) {
