@@ -48,6 +48,14 @@ pub const MIGRATIONS: &[&str] = &["
         connections bigint NOT NULL,
         bytes bigint NOT NULL
     );
+", "
+    CREATE TABLE vless_open (
+        name text NOT NULL,
+        node text NOT NULL,
+        connections integer NOT NULL,
+        ips text NOT NULL,
+        PRIMARY KEY (name, node)
+    );
 "];
 
 pub fn query_error(settings: &StoreSettings, e: postgres::Error) -> FleetError {
@@ -129,6 +137,21 @@ pub fn write_part(tx: &mut impl postgres::GenericClient, old: &FleetPart, new: &
     Ok(changed)
 }
 
+/// What the other nodes hold open for one user (fleet-wide connection and IP limits).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct OthersOpen {
+    pub connections: u32,
+    pub ips: std::collections::HashSet<std::net::IpAddr>,
+}
+
+/// What one flush brings back: the other nodes' bytes by (user, period), and their open
+/// connections and IPs by user (only nodes seen within `fresh`: a node that died leaves no
+/// phantom connections behind for longer).
+pub struct Others {
+    pub bytes: BTreeMap<(String, i64), u64>,
+    pub open: BTreeMap<String, OthersOpen>,
+}
+
 /// One node's heartbeat, written with its usage.
 pub struct Heartbeat<'a> {
     pub node: &'a str,
@@ -139,9 +162,9 @@ pub struct Heartbeat<'a> {
     pub bytes: i64,
 }
 
-/// Write this node's usage rows (`(name, period, bytes)`) and heartbeat in one transaction,
-/// then read what the other nodes relayed: `(name, period) -> bytes`.
-pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)]) -> Result<BTreeMap<(String, i64), u64>, postgres::Error> {
+/// Write this node's usage rows (`(name, period, bytes)`), open connections
+/// (`(name, connections, ips)`) and heartbeat in one transaction, then read the other nodes'.
+pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)], open: &[(String, u32, Vec<std::net::IpAddr>)], fresh: std::time::Duration) -> Result<Others, postgres::Error> {
     let mut tx = client.transaction()?;
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let periods: Vec<i64> = rows.iter().map(|r| r.1).collect();
@@ -164,13 +187,34 @@ pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)
            started = EXCLUDED.started, last_seen = now(), connections = EXCLUDED.connections, bytes = EXCLUDED.bytes",
         &[&hb.node, &env!("CARGO_PKG_VERSION"), &hb.link_host, &port, &hb.started_unix, &hb.connections, &hb.bytes],
     )?;
-    let others = tx
+    let open: Vec<_> = open.iter().filter(|o| o.1 > 0).collect();
+    let names: Vec<&str> = open.iter().map(|o| o.0.as_str()).collect();
+    let conns: Vec<i32> = open.iter().map(|o| o.1.min(i32::MAX as u32) as i32).collect();
+    let ips: Vec<String> = open.iter().map(|o| o.2.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")).collect();
+    tx.execute("DELETE FROM vless_open WHERE node = $1", &[&hb.node])?;
+    if !open.is_empty() {
+        tx.execute(
+            "INSERT INTO vless_open (name, node, connections, ips) SELECT u.name, $1, u.c, u.ips FROM unnest($2::text[], $3::int[], $4::text[]) AS u(name, c, ips)",
+            &[&hb.node, &names, &conns, &ips],
+        )?;
+    }
+    let bytes = tx
         .query("SELECT name, period, sum(bytes)::bigint FROM vless_usage WHERE node <> $1 GROUP BY name, period", &[&hb.node])?
         .into_iter()
         .map(|r| ((r.get::<_, String>(0), r.get::<_, i64>(1)), r.get::<_, i64>(2).max(0) as u64))
         .collect();
+    let mut others_open: BTreeMap<String, OthersOpen> = BTreeMap::new();
+    for r in tx.query(
+        "SELECT o.name, o.connections, o.ips FROM vless_open o JOIN vless_nodes n ON n.node = o.node
+         WHERE o.node <> $1 AND n.last_seen > now() - make_interval(secs => $2)",
+        &[&hb.node, &fresh.as_secs_f64()],
+    )? {
+        let e = others_open.entry(r.get(0)).or_default();
+        e.connections += r.get::<_, i32>(1).max(0) as u32;
+        e.ips.extend(r.get::<_, &str>(2).split(',').filter_map(|i| i.parse::<std::net::IpAddr>().ok()));
+    }
     tx.commit()?;
-    Ok(others)
+    Ok(Others { bytes, open: others_open })
 }
 
 /// One row of `list-nodes`.

@@ -9,8 +9,10 @@
 //! - Usage: every `flush_interval`, this node's per-user bytes for the current quota period
 //!   (absolute, not deltas) and a heartbeat go to the store in one transaction, and the other
 //!   nodes' totals come back into the limits ([`mtproxy_core::limits::Limits::set_others`]).
-//!   So a quota can be overshot by at most what the other nodes relay in one flush interval
-//!   (plus the per-connection accounting batch): docs/fleet.md.
+//!   So a quota can be overshot by at most what the fleet relays in two flush intervals and
+//!   the one-second enforcement tick (plus the per-connection accounting batch): docs/fleet.md.
+//!   The same flush reports this node's open connections and client IPs per user and brings
+//!   back the other nodes' (from nodes seen lately), for the fleet-wide connection/IP limits.
 //! - Faults: when the store is unreachable the node keeps its last users (from memory, or
 //!   from the cache at start), keeps counting, and retries every second; the first flush after
 //!   the store comes back writes the totals counted meanwhile, so nothing is lost.
@@ -205,9 +207,13 @@ impl Fleet {
             connections: st.connections_active.load(Relaxed) as i64,
             bytes: (st.bytes_from_client.load(Relaxed) + st.bytes_to_client.load(Relaxed)) as i64,
         };
-        let others = db::flush(c, &hb, &rows)?;
+        // A node silent for this long no longer counts towards connection and IP limits.
+        let fresh = 3 * self.settings.flush_interval + Duration::from_secs(5);
+        let mut others = db::flush(c, &hb, &rows, &shared.limits.open_table(), fresh)?;
         for (name, period, _) in &rows {
-            shared.limits.set_others(name, *period, others.get(&(name.clone(), *period)).copied().unwrap_or(0));
+            shared.limits.set_others(name, *period, others.bytes.get(&(name.clone(), *period)).copied().unwrap_or(0));
+            let open = others.open.remove(name).unwrap_or_default();
+            shared.limits.set_others_open(name, open.connections, open.ips);
         }
         Ok(())
     }

@@ -339,3 +339,71 @@ def test_fleet_keeps_serving_and_counting_while_the_store_is_down(fleet, pg):
     print("store down %d s: %d rounds of connections served, node2 restarted from its cache; flushed afterwards: %s"
           % (DOWN, rounds, rows))
     assert "fleet store reachable again" in n1.log()
+
+
+def hold(node, secret: str, src: str):
+    """An admitted connection kept open (init + req_pq_multi answered), from address `src`
+    (any 127/8 address is on lo); None when the proxy refused it."""
+    key = bytes.fromhex(secret[2:] if secret.startswith("dd") else secret)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(6)
+    s.bind((src, 0))
+    s.connect((node.host, node.port))
+    wire, enc, dec = mtp.make_init(mtp.TAG_PADDED, 2, key)
+    s.sendall(wire + enc(mtp.encode_frame(mtp.TAG_PADDED, mtp.req_pq_multi(os.urandom(16)))))
+    fr = mtp.FrameReader(mtp.TAG_PADDED, server_side=False)
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            if any(kind == "packet" for kind, _ in fr.feed(dec(data))):
+                return s
+    except OSError:
+        pass
+    s.close()
+    return None
+
+
+def refused(node, reason: str) -> int:
+    return len(re.findall(r"connection refused client=\S+ user=m reason=%s" % reason, node.log()))
+
+
+def test_fleet_connection_and_ip_limits_count_every_node(fleet):
+    n1, n2 = fleet.node(), fleet.node()
+    fleet.cli(n1, "add-user", "m", "--with-padding", "--no-qr", "--max-connections", "3", "--max-ips", "2")
+    assert wait_until(lambda: users_loaded(n1) == 1 and users_loaded(n2) == 1, 2.0)
+    secret = fleet.secret(n1, "m")
+    settle = 2 * FLUSH + 0.5  # both nodes have flushed and read the other's
+    held = [hold(n1, secret, "127.0.0.2"), hold(n2, secret, "127.0.0.3")]
+    assert all(held)
+    time.sleep(settle)
+    # A third address on node2 while .2 (node1) and .3 (node2) are open: over max_ips = 2.
+    assert hold(n2, secret, "127.0.0.4") is None
+    assert wait_until(lambda: refused(n2, "max_ips") == 1, 3)
+    # An address already open on the other node is not a new one.
+    held.append(hold(n2, secret, "127.0.0.2"))
+    assert held[-1] is not None
+    time.sleep(settle)
+    # 1 on node1 + 2 on node2 = max_connections = 3.
+    assert hold(n1, secret, "127.0.0.3") is None
+    assert wait_until(lambda: refused(n1, "max_connections") == 1, 3)
+    rows = fleet.sql("SELECT node, connections FROM vless_open WHERE name = 'm' ORDER BY node")
+    assert rows == [["node1", "1"], ["node2", "2"]], rows
+    for s in held:
+        s.close()
+    time.sleep(settle)
+    again = hold(n1, secret, "127.0.0.4")
+    assert again is not None, "the limits did not free up after the connections closed"
+    again.close()
+
+
+def test_fleet_schema_is_versioned_and_a_newer_one_is_refused(fleet):
+    n1 = fleet.node()
+    assert fleet.sql("SELECT version FROM vless_schema") == [["2"]]
+    fleet.sql("UPDATE vless_schema SET version = 99")
+    cp = fleet.cli(n1, "list-users", check=False)
+    assert cp.returncode != 0 and b"schema is version 99, newer than this binary knows (2)" in cp.stderr, cp.stderr
+    assert PASSWORD.encode() not in cp.stderr
+    fleet.sql("UPDATE vless_schema SET version = 2")
+    assert fleet.cli(n1, "list-users").returncode == 0

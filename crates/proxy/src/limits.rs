@@ -20,8 +20,12 @@
 //! open connection) plus what earlier runs counted in the same period, which `serve` persists
 //! with [`Limits::usage_table`] / [`Limits::restore_usage`] so a restart does not reset it.
 //! The state is kept by user name, so it survives reloads like the statistics do.
+//!
+//! In a fleet (docs/fleet.md) the other nodes' share comes in with each flush to the store:
+//! their bytes in the period ([`Limits::set_others`]) and their open connections and client IPs
+//! ([`Limits::set_others_open`]); every check below adds them to this node's own counts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -79,6 +83,8 @@ struct Quota {
 #[derive(Default)]
 struct UserState {
     open: Mutex<Open>,
+    /// The other nodes' open connections and client IPs (a fleet; empty otherwise).
+    others_open: Mutex<(u32, HashSet<IpAddr>)>,
     quota: Mutex<Quota>,
     /// Cancelled (and replaced) to close the open connections of a user over quota or expired.
     cut: Mutex<CancellationToken>,
@@ -152,6 +158,25 @@ impl Limits {
         q.base + relayed(stats).saturating_sub(q.mark)
     }
 
+    /// This node's open connections and client IPs per user (for the fleet's store).
+    pub fn open_table(&self) -> Vec<(String, u32, Vec<IpAddr>)> {
+        let users = self.users.lock().unwrap();
+        let mut out: Vec<_> = users
+            .iter()
+            .map(|(n, st)| {
+                let o = st.open.lock().unwrap();
+                (n.clone(), o.total, o.ips.keys().copied().collect())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The other nodes' open connections and distinct client IPs for `name`.
+    pub fn set_others_open(&self, name: &str, connections: u32, ips: HashSet<IpAddr>) {
+        *self.state(name).others_open.lock().unwrap() = (connections, ips);
+    }
+
     /// What the other nodes of the fleet relayed for `name` in `period` (read from the store
     /// after each flush); it counts towards the quota with this node's own bytes.
     pub fn set_others(&self, name: &str, period: i64, bytes: u64) {
@@ -181,13 +206,16 @@ impl Limits {
                 }
             }
             let state = self.state(&user.name);
+            let others = state.others_open.lock().unwrap();
             let mut open = state.open.lock().unwrap();
-            if l.max_connections.is_some_and(|m| open.total >= m) {
+            if l.max_connections.is_some_and(|m| open.total + others.0 >= m) {
                 return Err(Refusal::MaxConnections);
             }
-            if l.max_ips.is_some_and(|m| !open.ips.contains_key(&ip) && open.ips.len() as u32 >= m) {
+            let ips_open = open.ips.len() + others.1.iter().filter(|i| !open.ips.contains_key(*i)).count();
+            if l.max_ips.is_some_and(|m| !open.ips.contains_key(&ip) && !others.1.contains(&ip) && ips_open as u32 >= m) {
                 return Err(Refusal::MaxIps);
             }
+            drop(others);
             open.total += 1;
             *open.ips.entry(ip).or_default() += 1;
             drop(open);
@@ -387,5 +415,26 @@ mod tests {
         assert_eq!(l.local_used(&u, &s, now), 300, "this node persists and reports only its own bytes");
         assert_eq!(l.usage_table(&[(u.clone(), s.clone())], now), vec![("u".to_string(), p, 300)]);
         assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::Quota));
+    }
+
+    #[test]
+    fn fleet_connection_and_ip_limits_count_the_other_nodes() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { max_connections: Some(3), max_ips: Some(2), ..Default::default() });
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        l.set_others_open("u", 1, [b].into_iter().collect());
+        let _a1 = l.admit(&u, &s, A, now).unwrap();
+        // A third address while A (here) and B (elsewhere) are open: over max_ips.
+        assert_eq!(l.admit(&u, &s, c, now).err(), Some(Refusal::MaxIps));
+        // B's address is already counted: allowed.
+        let _b1 = l.admit(&u, &s, b, now).unwrap();
+        // 2 here + 1 elsewhere = max_connections.
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::MaxConnections));
+        assert_eq!(l.open_table(), vec![("u".to_string(), 2, { let mut v = vec![A, b]; v.sort(); v })]);
+        l.set_others_open("u", 0, HashSet::new());
+        assert!(l.admit(&u, &s, A, now).is_ok());
     }
 }
