@@ -165,7 +165,9 @@ impl Limits {
             .iter()
             .map(|(n, st)| {
                 let o = st.open.lock().unwrap();
-                (n.clone(), o.total, o.ips.keys().copied().collect())
+                let mut ips: Vec<IpAddr> = o.ips.keys().copied().collect();
+                ips.sort();
+                (n.clone(), o.total, ips)
             })
             .collect();
         out.sort();
