@@ -176,14 +176,7 @@ fn users_with_stats(shared: &Shared) -> Vec<(config::User, Arc<mtproxy_core::sta
 /// Persist per-user data usage (atomically: temp file, rename) so a restart keeps quotas.
 fn save_usage(path: &Path, shared: &Shared) {
     let table = shared.limits.usage_table(&users_with_stats(shared), std::time::SystemTime::now());
-    let tmp = config::beside(path, "tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(mtproxy_core::limits::format_usage(&table).as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
+    if let Err(e) = crate::store::write_private(path, mtproxy_core::limits::format_usage(&table).as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot save data usage");
     }
 }

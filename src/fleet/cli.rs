@@ -114,10 +114,7 @@ pub fn export(config: &Path, a: ExportArgs) -> anyhow::Result<()> {
     match a.output {
         None => print!("{text}"),
         Some(p) => {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&p).with_context(|| format!("creating {}", p.display()))?;
-            f.write_all(text.as_bytes())?;
+            crate::store::write_private(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
             eprintln!("{} users written to {}", part.users.len(), p.display());
         }
     }

@@ -221,16 +221,8 @@ impl Fleet {
 
 /// The cache: the fleet part as JSON, 0600, written atomically.
 fn write_cache(path: &Path, part: &FleetPart) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = config::beside(path, "tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(serde_json::to_string(part).map_err(std::io::Error::other)?.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
+    let json = serde_json::to_string(part).unwrap_or_default();
+    if let Err(e) = crate::store::write_private(path, json.as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the fleet cache; a start while the store is down would have no users");
     }
 }
