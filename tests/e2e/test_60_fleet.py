@@ -189,6 +189,11 @@ def test_fleet_user_added_on_one_node_connects_on_another_and_removal_reaches_al
     # The CLI on every node sees the same users; list-nodes shows the three nodes.
     listed = json.loads(fleet.cli(n3, "list-users", "--json").stdout)
     assert [u["name"] for u in listed["users"]] == ["alice", "bob"]
+    # Limits set from node3 are the fleet's: node1's CLI sees them, and node1 runs them.
+    fleet.cli(n3, "set-user-limits", "bob", "--max-connections", "5", "--quota", "1GiB")
+    bob = next(u for u in json.loads(fleet.cli(n1, "list-users", "--json").stdout)["users"] if u["name"] == "bob")
+    assert bob["limits"]["max_connections"] == 5 and bob["limits"]["quota_bytes"] == 1 << 30
+    assert wait_until(lambda: len(re.findall(r"configuration reloaded users=2", n1.log())) >= 2, 2.0)
     assert wait_until(lambda: len(json.loads(fleet.cli(n1, "list-nodes", "--json").stdout)["nodes"]) == 3, 5)
     nodes = json.loads(fleet.cli(n1, "list-nodes", "--json").stdout)["nodes"]
     assert {n["node"] for n in nodes} == {"node1", "node2", "node3"}
