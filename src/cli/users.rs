@@ -313,8 +313,19 @@ pub fn list(config: &Path, a: ListArgs, secrets_view: bool) -> anyhow::Result<()
     let cfg = store::read(config)?;
     let enabled = cfg.users.iter().filter(|u| u.enabled).count();
     let disabled = cfg.users.len() - enabled;
+    let usage = crate::fleet::cli::fleet_usage(&cfg);
     if a.json {
-        let items: Vec<_> = cfg.users.iter().map(|u| user_json(&cfg, u, false)).collect();
+        let items: Vec<_> = cfg
+            .users
+            .iter()
+            .map(|u| {
+                let mut v = user_json(&cfg, u, false);
+                if let Some(used) = usage.as_ref().and_then(|m| m.get(&u.name)) {
+                    v["fleet_usage_bytes"] = json!(used);
+                }
+                v
+            })
+            .collect();
         print_json(&json!({ "users": items, "total": { "enabled": enabled, "disabled": disabled } }));
         return Ok(());
     }
@@ -329,7 +340,10 @@ pub fn list(config: &Path, a: ListArgs, secrets_view: bool) -> anyhow::Result<()
                 u.created.clone().unwrap_or_else(|| "-".into()),
                 u.rotated.clone().unwrap_or_else(|| "-".into()),
                 if u.enabled { "yes".into() } else { "no".into() },
-                output::limits_text(u),
+                match usage.as_ref().and_then(|m| m.get(&u.name)) {
+                    Some(used) => format!("{} (fleet: used {})", output::limits_text(u), output::size(*used)),
+                    None => output::limits_text(u),
+                },
                 String::new(),
             ]
         })

@@ -150,6 +150,26 @@ pub fn list_nodes(config: &Path, a: NodesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// In a fleet: each user's bytes in its current quota period, summed over the nodes (as of
+/// their last flush), for `list-users`. `None` without `[store]` or when the store is down.
+pub fn fleet_usage(cfg: &Config) -> Option<std::collections::BTreeMap<String, u64>> {
+    let settings = cfg.store.as_ref()?;
+    let mut c = super::connect(settings, TIMEOUT).ok()?;
+    let rows = c.query("SELECT name, period, sum(bytes)::bigint FROM vless_usage GROUP BY name, period", &[]).ok()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let month = mtproxy_core::config::date::month_index(now);
+    Some(
+        cfg.users
+            .iter()
+            .map(|u| {
+                let period = if u.limits.quota_monthly { month } else { 0 };
+                let used = rows.iter().find(|r| r.get::<_, String>(0) == u.name && r.get::<_, i64>(1) == period).map_or(0, |r| r.get::<_, i64>(2).max(0) as u64);
+                (u.name.clone(), used)
+            })
+            .collect(),
+    )
+}
+
 /// `show-user-config` in a fleet: one link per node seen in the last day (the shared name,
 /// when the nodes report one, collapses to one line).
 pub fn print_node_links(cfg: &Config, user: &User) {

@@ -274,6 +274,9 @@ def test_fleet_quota_is_enforced_on_the_sum_of_two_nodes(fleet):
         assert not ok
     # The store holds each node's share; the totals agree once flushed.
     assert wait_until(lambda: sum(int(r[0]) for r in fleet.sql("SELECT bytes FROM vless_usage WHERE name = 'q'")) == total, 3)
+    # list-users on either node shows the fleet's usage.
+    q = json.loads(fleet.cli(n2, "list-users", "--json").stdout)["users"][0]
+    assert q["fleet_usage_bytes"] == total
 
 
 def obfs2(node, secret: str):
