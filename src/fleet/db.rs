@@ -217,6 +217,15 @@ pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)
     Ok(Others { bytes, open: others_open })
 }
 
+/// This node's own usage rows as the store has them: `(name, period, bytes)`.
+pub fn own_usage(client: &mut Client, node: &str) -> Result<Vec<(String, i64, u64)>, postgres::Error> {
+    Ok(client
+        .query("SELECT name, period, bytes FROM vless_usage WHERE node = $1", &[&node])?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2).max(0) as u64))
+        .collect())
+}
+
 /// One row of `list-nodes`.
 pub struct NodeRow {
     pub node: String,

@@ -108,6 +108,7 @@ impl Fleet {
 
     fn run(&self, shared: &Shared) {
         let mut client: Option<Client> = None;
+        let mut restored = false;
         let mut down_since: Option<Instant> = None;
         let mut next_resync = Instant::now();
         let mut next_flush = Instant::now() + self.settings.flush_interval;
@@ -140,6 +141,12 @@ impl Fleet {
             }
             let c = client.as_mut().expect("connected");
             let step = (|| -> Result<(), postgres::Error> {
+                if !restored {
+                    // Once, before the first flush: a node whose usage file was lost (a new
+                    // disk, an emptyDir) takes its own counts back from the store.
+                    self.restore_own(c, shared)?;
+                    restored = true;
+                }
                 let now = Instant::now();
                 if now >= next_resync {
                     next_resync = now + self.settings.resync_interval;
@@ -188,6 +195,17 @@ impl Fleet {
             *cur = part;
             drop(cur);
             self.changed.notify_one();
+        }
+        Ok(())
+    }
+
+    fn restore_own(&self, c: &mut Client, shared: &Shared) -> Result<(), postgres::Error> {
+        let own = db::own_usage(c, &self.node)?;
+        let now = SystemTime::now();
+        for e in shared.snapshot.load().users.iter() {
+            for (_, period, bytes) in own.iter().filter(|(n, _, _)| *n == e.user.name) {
+                shared.limits.raise_local(&e.user, &e.stats, *period, *bytes, now);
+            }
         }
         Ok(())
     }

@@ -158,6 +158,19 @@ impl Limits {
         q.base + relayed(stats).saturating_sub(q.mark)
     }
 
+    /// Make this node's own count for the current period at least `bytes` (what the fleet's
+    /// store holds for this node, when the local usage file was lost); bytes relayed since
+    /// the start stay counted.
+    pub fn raise_local(&self, user: &User, stats: &UserStats, period_of_bytes: i64, bytes: u64, now: SystemTime) {
+        if period(user, now) != period_of_bytes {
+            return;
+        }
+        let used = self.local_used(user, stats, now);
+        if used < bytes {
+            self.state(&user.name).quota.lock().unwrap().base += bytes - used;
+        }
+    }
+
     /// This node's open connections and client IPs per user (for the fleet's store).
     pub fn open_table(&self) -> Vec<(String, u32, Vec<IpAddr>)> {
         let users = self.users.lock().unwrap();
@@ -438,5 +451,22 @@ mod tests {
         assert_eq!(l.open_table(), vec![("u".to_string(), 2, { let mut v = vec![A, b]; v.sort(); v })]);
         l.set_others_open("u", 0, HashSet::new());
         assert!(l.admit(&u, &s, A, now).is_ok());
+    }
+
+    #[test]
+    fn raise_local_keeps_the_larger_count_of_the_current_period() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), ..Default::default() });
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        s.bytes_from_client.store(100, Relaxed);
+        l.raise_local(&u, &s, 0, 700, now);
+        assert_eq!(l.local_used(&u, &s, now), 700);
+        l.raise_local(&u, &s, 0, 500, now);
+        assert_eq!(l.local_used(&u, &s, now), 700, "never lowered");
+        l.raise_local(&u, &s, 5, 900, now);
+        assert_eq!(l.local_used(&u, &s, now), 700, "another period does not count");
+        s.bytes_to_client.store(50, Relaxed);
+        assert_eq!(l.local_used(&u, &s, now), 750);
     }
 }
