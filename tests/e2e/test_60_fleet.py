@@ -224,6 +224,15 @@ def test_fleet_import_export_and_concurrent_writers(fleet, tmp_path):
     again = fleet.cli(n1, "import-users", str(old), check=False)
     assert again.returncode != 0 and b"already has users named bob, carol.x" in again.stderr
     assert wait_until(lambda: users_loaded(n2) == 2, 2.0)
+    # The promoted-channel tag is the fleet's too; the node's file is not touched.
+    before = n1.config.read_bytes()
+    tag = os.urandom(16).hex()
+    fleet.cli(n1, "set-promoted-channel", tag)
+    assert json.loads(fleet.cli(n2, "show-promoted-channel", "--json").stdout)["ad_tag"] == tag
+    assert fleet.sql("SELECT value FROM vless_settings WHERE key = 'ad_tag'") == [[tag]]
+    fleet.cli(n2, "remove-promoted-channel")
+    assert json.loads(fleet.cli(n1, "show-promoted-channel", "--json").stdout)["ad_tag"] is None
+    assert n1.config.read_bytes() == before
     exported = fleet.cli(n2, "export-users").stdout.decode()
     assert "[users.bob]" in exported and "max_connections = 4" in exported and '[users."carol.x"]' in exported
     # Twelve writers at once, from two nodes: no update is lost.
