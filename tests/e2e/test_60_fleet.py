@@ -249,6 +249,13 @@ def test_fleet_import_export_and_concurrent_writers(fleet, tmp_path):
     names = {r[0] for r in fleet.sql("SELECT name FROM vless_users")}
     assert names == {"bob", "carol.x"} | {"w%d" % i for i in range(12)}
     assert wait_until(lambda: users_loaded(n1) == 14 and users_loaded(n2) == 14, 3.0)
+    # A node setting still goes to that node's file, which gets no users; the store keeps them.
+    newport = free_port()
+    fleet.cli(n2, "set-port", str(newport))
+    text = n2.config.read_text()
+    assert str(newport) in text and "[users" not in text and "secret" not in text
+    assert len(fleet.sql("SELECT name FROM vless_users")) == 14
+    assert wait_until(lambda: "listening addr=127.0.0.1:%d" % newport in n2.log(), 3)
 
 
 def test_fleet_quota_is_enforced_on_the_sum_of_two_nodes(fleet):
