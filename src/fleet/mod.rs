@@ -127,7 +127,14 @@ pub fn node_name(settings: &StoreSettings) -> String {
 /// Open a connection (no TLS: see docs/fleet.md), bounded by `timeout`.
 pub fn connect(settings: &StoreSettings, timeout: Duration) -> Result<postgres::Client, FleetError> {
     let url = settings.url.redacted();
-    let fail = |e: &dyn std::fmt::Display| FleetError::Connect { url: url.clone(), reason: mtproxy_core::config::redact_url(&e.to_string()) };
+    let fail = |e: &postgres::Error| {
+        // The cause (connection refused, timeout, authentication) is in the source.
+        let reason = match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+        FleetError::Connect { url: url.clone(), reason: mtproxy_core::config::redact_url(&reason) }
+    };
     let mut cfg: postgres::Config = settings.url.secret_str().parse().map_err(|e: postgres::Error| fail(&e))?;
     cfg.connect_timeout(timeout);
     cfg.application_name("vless-mtproxy");

@@ -441,3 +441,11 @@ def test_fleet_schema_is_versioned_and_a_newer_one_is_refused(fleet):
     assert PASSWORD.encode() not in cp.stderr
     fleet.sql("UPDATE vless_schema SET version = 2")
     assert fleet.cli(n1, "list-users").returncode == 0
+    # A wrong password: a clear error, and neither password is printed.
+    wrong = "wrong-" + os.urandom(6).hex()
+    bad = n1.config.parent / "bad.toml"
+    bad.write_text(n1.config.read_text().replace(PASSWORD, wrong))
+    cp = subprocess.run([str(BIN), "list-users", "--config", str(bad)], capture_output=True, timeout=30)
+    err = cp.stderr.decode()
+    assert cp.returncode != 0 and "password authentication failed" in err and "postgres:***@" in err, err
+    assert wrong not in err and PASSWORD not in err
