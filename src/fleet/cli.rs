@@ -155,7 +155,7 @@ pub fn list_nodes(config: &Path, a: NodesArgs) -> anyhow::Result<()> {
 pub fn fleet_usage(cfg: &Config) -> Option<std::collections::BTreeMap<String, u64>> {
     let settings = cfg.store.as_ref()?;
     let mut c = super::connect(settings, TIMEOUT).ok()?;
-    let rows = c.query("SELECT name, period, sum(bytes)::bigint FROM vless_usage GROUP BY name, period", &[]).ok()?;
+    let sums = db::usage_sums(&mut c, None).ok()?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let month = mtproxy_core::config::date::month_index(now);
     Some(
@@ -163,8 +163,7 @@ pub fn fleet_usage(cfg: &Config) -> Option<std::collections::BTreeMap<String, u6
             .iter()
             .map(|u| {
                 let period = if u.limits.quota_monthly { month } else { 0 };
-                let used = rows.iter().find(|r| r.get::<_, String>(0) == u.name && r.get::<_, i64>(1) == period).map_or(0, |r| r.get::<_, i64>(2).max(0) as u64);
-                (u.name.clone(), used)
+                (u.name.clone(), sums.get(&(u.name.clone(), period)).copied().unwrap_or(0))
             })
             .collect(),
     )

@@ -198,11 +198,7 @@ pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)
             &[&hb.node, &names, &conns, &ips],
         )?;
     }
-    let bytes = tx
-        .query("SELECT name, period, sum(bytes)::bigint FROM vless_usage WHERE node <> $1 GROUP BY name, period", &[&hb.node])?
-        .into_iter()
-        .map(|r| ((r.get::<_, String>(0), r.get::<_, i64>(1)), r.get::<_, i64>(2).max(0) as u64))
-        .collect();
+    let bytes = usage_sums(&mut tx, Some(hb.node))?;
     let mut others_open: BTreeMap<String, OthersOpen> = BTreeMap::new();
     for r in tx.query(
         "SELECT o.name, o.connections, o.ips FROM vless_open o JOIN vless_nodes n ON n.node = o.node
@@ -215,6 +211,15 @@ pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)
     }
     tx.commit()?;
     Ok(Others { bytes, open: others_open })
+}
+
+/// Bytes by (user, period), summed over the nodes (all, or all but one).
+pub fn usage_sums(client: &mut impl postgres::GenericClient, except_node: Option<&str>) -> Result<BTreeMap<(String, i64), u64>, postgres::Error> {
+    Ok(client
+        .query("SELECT name, period, sum(bytes)::bigint FROM vless_usage WHERE node IS DISTINCT FROM $1 GROUP BY name, period", &[&except_node])?
+        .into_iter()
+        .map(|r| ((r.get::<_, String>(0), r.get::<_, i64>(1)), r.get::<_, i64>(2).max(0) as u64))
+        .collect())
 }
 
 /// This node's own usage rows as the store has them: `(name, period, bytes)`.

@@ -27,7 +27,7 @@ import pytest
 
 import mtp
 from conftest import BIN
-from helpers import free_port, tdlib, tdlib_many, wait_until
+from helpers import free_port, tdlib, tdlib_many, users_loaded, wait_until
 
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 PASSWORD = "fleet-pw-" + os.urandom(6).hex()
@@ -121,10 +121,6 @@ class Fleet:
     def sql(self, q: str):
         return self.pg.sql(self.db, q)
 
-
-def users_loaded(node) -> int | None:
-    found = re.findall(r"configuration reloaded users=(\d+)", node.log())
-    return int(found[-1]) if found else None
 
 
 def stats_json(node) -> dict:

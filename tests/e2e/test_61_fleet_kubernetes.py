@@ -6,18 +6,16 @@ a ConfigMap update, which the kubelet makes by swapping the `..data` symlink."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 import mtp
 from conftest import ROOT
-from helpers import User, obfs2_attempt, wait_until
+from helpers import User, obfs2_attempt, users_loaded, wait_until
 
 K8S = ROOT / "deploy" / "kubernetes"
 CORE = ["namespace.yaml", "configmap.yaml", "secret.example.yaml", "daemonset.yaml",
@@ -62,10 +60,6 @@ def _swap(cm: Path, users: list[User], n: int):
     if old:
         shutil.rmtree(cm / old)
 
-
-def users_loaded(node) -> int | None:
-    found = re.findall(r"configuration reloaded users=(\d+)", node.log())
-    return int(found[-1]) if found else None
 
 
 def test_fleet_a_configmap_symlink_swap_is_picked_up_live(proxy_factory):
