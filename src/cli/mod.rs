@@ -70,6 +70,8 @@ pub enum Ops {
     ExportUsers(crate::fleet::cli::ExportArgs),
     /// Fleet: every node sharing the store: address, version, last seen, connections, bytes.
     ListNodes(crate::fleet::cli::NodesArgs),
+    /// Fleet: forget a node that is gone (its usage still counts).
+    RemoveNode(crate::fleet::cli::NodeArg),
 }
 
 pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
@@ -99,6 +101,7 @@ pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
         Ops::ImportUsers(a) => crate::fleet::cli::import(config, a),
         Ops::ExportUsers(a) => crate::fleet::cli::export(config, a),
         Ops::ListNodes(a) => crate::fleet::cli::list_nodes(config, a),
+        Ops::RemoveNode(a) => crate::fleet::cli::remove_node(config, a),
     }
     .map(|()| ExitCode::SUCCESS)
 }

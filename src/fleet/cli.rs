@@ -141,12 +141,39 @@ pub fn list_nodes(config: &Path, a: NodesArgs) -> anyhow::Result<()> {
         crate::cli::output::print_json(&json!({ "nodes": items }));
         return Ok(());
     }
-    println!("{:<20} {:<28} {:<9} {:>12} {:>12} {:>14}", "NODE", "ADDRESS", "VERSION", "LAST SEEN", "CONNECTIONS", "BYTES");
+    // A node silent for longer than this (with this node's flush interval) is marked.
+    let silent_after = (3 * settings.flush_interval + Duration::from_secs(5)).as_secs() as i64;
+    println!("{:<20} {:<28} {:<9} {:>12} {:<7} {:>12} {:>14}", "NODE", "ADDRESS", "VERSION", "LAST SEEN", "STATE", "CONNECTIONS", "BYTES");
     for n in &nodes {
         let addr = format!("{}:{}", n.link_host, n.link_port);
-        println!("{:<20} {:<28} {:<9} {:>12} {:>12} {:>14}", n.node, addr, n.version, format!("{}s ago", n.seconds_ago), n.connections, crate::cli::output::size(n.bytes.max(0) as u64));
+        let state = if n.seconds_ago > silent_after { "silent" } else { "up" };
+        println!("{:<20} {:<28} {:<9} {:>12} {:<7} {:>12} {:>14}", n.node, addr, n.version, format!("{}s ago", n.seconds_ago), state, n.connections, crate::cli::output::size(n.bytes.max(0) as u64));
     }
     println!("Total: {} nodes", nodes.len());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct NodeArg {
+    /// The node's name as `list-nodes` shows it.
+    pub node: String,
+}
+
+/// `remove-node`: forget a node that is gone (its heartbeat and open connections; its usage
+/// rows stay, they still count towards the quotas of this period). A running node comes back at
+/// its next flush.
+pub fn remove_node(config: &Path, a: NodeArg) -> anyhow::Result<()> {
+    let settings = fleet_settings(config)?;
+    let mut c = super::connect(&settings, TIMEOUT)?;
+    let q = |e| db::query_error(&settings, e);
+    let mut tx = c.transaction().map_err(q)?;
+    let n = tx.execute("DELETE FROM vless_nodes WHERE node = $1", &[&a.node]).map_err(q)?;
+    tx.execute("DELETE FROM vless_open WHERE node = $1", &[&a.node]).map_err(q)?;
+    tx.commit().map_err(q)?;
+    if n == 0 {
+        bail!("no node named `{}`; `list-nodes` shows the names", a.node);
+    }
+    println!("node {} removed from the list (its usage still counts)", a.node);
     Ok(())
 }
 

@@ -208,6 +208,13 @@ def test_fleet_user_added_on_one_node_connects_on_another_and_removal_reaches_al
     assert not any(r["ok"] for r in results), results
     for n in (n1, n2, n3):
         assert n.wait_failure(reason="bad_secret"), "node %s did not refuse the removed user" % n.name
+    # A node that is gone can be forgotten; an unknown name is an error.
+    n3.stop()
+    assert b"node node3 removed" in fleet.cli(n1, "remove-node", "node3").stdout
+    assert {n["node"] for n in json.loads(fleet.cli(n1, "list-nodes", "--json").stdout)["nodes"]} == {"node1", "node2"}
+    assert fleet.cli(n1, "remove-node", "node9", check=False).returncode != 0
+    table = fleet.cli(n1, "list-nodes").stdout.decode()
+    assert "STATE" in table and "Total: 2 nodes" in table
 
 
 def test_fleet_import_export_and_concurrent_writers(fleet, tmp_path):
