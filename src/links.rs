@@ -38,7 +38,11 @@ pub fn public_host(config: &Config) -> (String, Option<String>) {
 
 /// Both link forms for a user.
 pub fn user_links(config: &Config, user: &User, host: &str) -> (String, String) {
-    let port = config.link_port();
+    user_links_at(user, host, config.link_port())
+}
+
+/// The links of a user through one address (a fleet node's, in `show-user-config`).
+pub fn user_links_at(user: &User, host: &str, port: u16) -> (String, String) {
     (links::tg_link(host, port, &user.secret, &user.kind), links::tme_link(host, port, &user.secret, &user.kind))
 }
 

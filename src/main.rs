@@ -4,6 +4,7 @@
 //! commands lives in its own module and contributes its subcommands through `flatten`.
 
 mod cli;
+mod fleet;
 mod health;
 mod hostsec;
 mod links;

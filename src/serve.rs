@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use mtproxy_core::server::ListenerCommand;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::fleet::node::Fleet;
 use crate::links;
 
 /// Make the listeners match `listen`: bind the new addresses first, then close the ones no
@@ -118,6 +119,12 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
         print_links(&cfg);
     }
     let cfg = config::load(path)?;
+    // A fleet node (`[store]`) runs its file with the store's users (or the cached ones).
+    let fleet = crate::fleet::node::Fleet::open(path, &cfg);
+    let cfg = match &fleet {
+        Some(f) => f.effective(path)?,
+        None => cfg,
+    };
     let overrides = config::parse_dc_overrides(&args.dc_overrides).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.workers)
@@ -128,7 +135,7 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let _pid = PidFile::create(&pid_path);
     runtime.block_on(async move {
         tokio::spawn(crate::logfile::reopen_on_hup(writer));
-        serve(path.to_path_buf(), cfg, overrides, args.drain).await
+        serve(path.to_path_buf(), cfg, fleet, overrides, args.drain).await
     })
 }
 
@@ -169,14 +176,7 @@ fn users_with_stats(shared: &Shared) -> Vec<(config::User, Arc<mtproxy_core::sta
 /// Persist per-user data usage (atomically: temp file, rename) so a restart keeps quotas.
 fn save_usage(path: &Path, shared: &Shared) {
     let table = shared.limits.usage_table(&users_with_stats(shared), std::time::SystemTime::now());
-    let tmp = config::beside(path, "tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(mtproxy_core::limits::format_usage(&table).as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
+    if let Err(e) = crate::store::write_private(path, mtproxy_core::limits::format_usage(&table).as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot save data usage");
     }
 }
@@ -184,7 +184,7 @@ fn save_usage(path: &Path, shared: &Shared) {
 /// How often usage counters are written to disk (and at shutdown).
 const USAGE_SAVE_EVERY: Duration = Duration::from_secs(10);
 
-async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<HostPort>)>, drain: Duration) -> anyhow::Result<()> {
+async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, overrides: Vec<(DcKey, Vec<HostPort>)>, drain: Duration) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for addr in &cfg.listen {
         match mtproxy_core::bind(*addr) {
@@ -217,6 +217,7 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
         let saved = mtproxy_core::limits::parse_usage(&text);
         shared.limits.restore_usage(&users_with_stats(&shared), &saved, std::time::SystemTime::now());
     }
+    let fleet_thread = fleet.as_ref().map(|f| f.spawn(shared.clone()));
     let shutdown = CancellationToken::new();
     if let Some(addr) = stats_listen {
         // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
@@ -238,7 +239,7 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     // Each cover domain's TLS flight: the cached one at once, then learned and kept fresh.
     tokio::spawn(mtproxy_core::cover::refresh::keep_fresh(shared.clone(), cover_cache, shutdown.clone()));
     let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(watch_config(path, shared.clone(), control_tx, bound));
+    tokio::spawn(watch_config(path, shared.clone(), control_tx, bound, fleet.clone()));
     tokio::spawn(wait_for_stop(shutdown.clone()));
     let saver = {
         let (shared, usage_path) = (shared.clone(), usage_path.clone());
@@ -271,6 +272,11 @@ async fn serve(path: PathBuf, cfg: config::Config, overrides: Vec<(DcKey, Vec<Ho
     save_usage(&usage_path, &shared);
     panel.sample();
     panel.save_history();
+    if let (Some(f), Some(t)) = (&fleet, fleet_thread) {
+        // The store thread flushes the last counters; bounded by its connect/query timeouts.
+        f.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || t.join())).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -287,25 +293,38 @@ async fn wait_for_stop(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Reload when the file changes (checked every second) or on SIGHUP. An invalid file is
-/// refused with its error and the running configuration stays in force.
-async fn watch_config(path: PathBuf, shared: Arc<Shared>, control: UnboundedSender<ListenerCommand>, mut bound: Vec<SocketAddr>) {
+/// Reload when the file changes (checked every second; the path is read anew each time, so a
+/// Kubernetes ConfigMap's `..data` symlink swap is seen like an edit), on SIGHUP, or, in a
+/// fleet, when the store's users changed. An invalid file is refused with its error and the
+/// running configuration stays in force.
+async fn watch_config(path: PathBuf, shared: Arc<Shared>, control: UnboundedSender<ListenerCommand>, mut bound: Vec<SocketAddr>, fleet: Option<Arc<Fleet>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     let read = |p: &Path| std::fs::read(p).ok();
     let mut last = read(&path);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
+        let store_changed = async {
+            match &fleet {
+                Some(f) => f.changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let forced = tokio::select! {
             _ = hup.recv() => true,
             _ = tick.tick() => false,
+            _ = store_changed => true,
         };
         let now = read(&path);
         if !forced && now == last {
             continue;
         }
         last = now;
-        match config::load(&path) {
+        let loaded = match &fleet {
+            Some(f) => f.effective(&path),
+            None => config::load(&path),
+        };
+        match loaded {
             Ok(cfg) => {
                 let users = cfg.users.len();
                 let listen = cfg.listen.clone();

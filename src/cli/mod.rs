@@ -68,6 +68,14 @@ pub enum Ops {
     /// Make the running proxy re-read the configuration now (SIGHUP; to the `vless_mtproxy`
     /// container through podman/docker when the proxy runs there).
     Reload,
+    /// Fleet: copy the users (and promoted-channel tag) of a TOML file into the shared store.
+    ImportUsers(crate::fleet::cli::ImportArgs),
+    /// Fleet: print the store's users as TOML sections for a config file (the way back).
+    ExportUsers(crate::fleet::cli::ExportArgs),
+    /// Fleet: every node sharing the store: address, version, last seen, connections, bytes.
+    ListNodes(crate::fleet::cli::NodesArgs),
+    /// Fleet: forget a node that is gone (its usage still counts).
+    RemoveNode(crate::fleet::cli::NodeArg),
 }
 
 pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
@@ -95,6 +103,10 @@ pub fn run(config: &Path, op: Ops) -> anyhow::Result<ExitCode> {
         Ops::RemoveFakeTlsDomain(a) => domains::remove(config, a),
         Ops::SetPanelPassword(a) => panel_password::set_panel_password(config, a),
         Ops::Reload => reload::reload(config),
+        Ops::ImportUsers(a) => crate::fleet::cli::import(config, a),
+        Ops::ExportUsers(a) => crate::fleet::cli::export(config, a),
+        Ops::ListNodes(a) => crate::fleet::cli::list_nodes(config, a),
+        Ops::RemoveNode(a) => crate::fleet::cli::remove_node(config, a),
     }
     .map(|()| ExitCode::SUCCESS)
 }

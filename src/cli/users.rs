@@ -320,8 +320,19 @@ pub fn list(config: &Path, a: ListArgs, secrets_view: bool) -> anyhow::Result<()
     let cfg = store::read(config)?;
     let enabled = cfg.users.iter().filter(|u| u.enabled).count();
     let disabled = cfg.users.len() - enabled;
+    let usage = crate::fleet::cli::fleet_usage(&cfg);
     if a.json {
-        let items: Vec<_> = cfg.users.iter().map(|u| user_json(&cfg, u, false)).collect();
+        let items: Vec<_> = cfg
+            .users
+            .iter()
+            .map(|u| {
+                let mut v = user_json(&cfg, u, false);
+                if let Some(used) = usage.as_ref().and_then(|m| m.get(&u.name)) {
+                    v["fleet_usage_bytes"] = json!(used);
+                }
+                v
+            })
+            .collect();
         print_json(&json!({ "users": items, "total": { "enabled": enabled, "disabled": disabled } }));
         return Ok(());
     }
@@ -336,7 +347,10 @@ pub fn list(config: &Path, a: ListArgs, secrets_view: bool) -> anyhow::Result<()
                 u.created.clone().unwrap_or_else(|| "-".into()),
                 u.rotated.clone().unwrap_or_else(|| "-".into()),
                 if u.enabled { "yes".into() } else { "no".into() },
-                output::limits_text(u),
+                match usage.as_ref().and_then(|m| m.get(&u.name)) {
+                    Some(used) => format!("{} (fleet: used {})", output::limits_text(u), output::size(*used)),
+                    None => output::limits_text(u),
+                },
                 String::new(),
             ]
         })
@@ -507,7 +521,9 @@ pub fn show_user(config: &Path, a: ShowUserArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     output::warn_host(&cfg);
-    print_user(config, &cfg, user, &a.qr)
+    print_user(config, &cfg, user, &a.qr)?;
+    crate::fleet::cli::print_node_links(&cfg, user);
+    Ok(())
 }
 
 pub fn show_config(config: &Path, a: ShowConfigArgs) -> anyhow::Result<()> {

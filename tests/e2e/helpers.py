@@ -128,6 +128,13 @@ def stop_group(proc: subprocess.Popen, grace: float = 5) -> None:
         proc.wait(5)
 
 
+def users_loaded(proxy) -> int | None:
+    """The user count of the proxy's last successful reload (None before the first)."""
+    import re
+    found = re.findall(r"configuration reloaded users=(\d+)", proxy.log())
+    return int(found[-1]) if found else None
+
+
 def wait_until(pred, timeout: float, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:

@@ -20,8 +20,12 @@
 //! open connection) plus what earlier runs counted in the same period, which `serve` persists
 //! with [`Limits::usage_table`] / [`Limits::restore_usage`] so a restart does not reset it.
 //! The state is kept by user name, so it survives reloads like the statistics do.
+//!
+//! In a fleet (docs/fleet.md) the other nodes' share comes in with each flush to the store:
+//! their bytes in the period ([`Limits::set_others`]) and their open connections and client IPs
+//! ([`Limits::set_others_open`]); every check below adds them to this node's own counts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -65,18 +69,22 @@ struct Open {
     ips: HashMap<IpAddr, u32>,
 }
 
-/// Quota accounting: used = `base` + (relayed bytes now - `mark`), within `period`.
+/// Quota accounting: used = `base` + (relayed bytes now - `mark`), within `period`; plus, in a
+/// fleet, what the other nodes reported for the same period (`others`).
 #[derive(Default)]
 struct Quota {
     period: i64,
     base: u64,
     mark: u64,
     started: bool,
+    others: Option<(i64, u64)>,
 }
 
 #[derive(Default)]
 struct UserState {
     open: Mutex<Open>,
+    /// The other nodes' open connections and client IPs (a fleet; empty otherwise).
+    others_open: Mutex<(u32, HashSet<IpAddr>)>,
     quota: Mutex<Quota>,
     /// Cancelled (and replaced) to close the open connections of a user over quota or expired.
     cut: Mutex<CancellationToken>,
@@ -133,20 +141,70 @@ impl Limits {
         self.users.lock().unwrap().entry(name.to_string()).or_default().clone()
     }
 
-    /// Bytes the user has used in the current quota period.
+    /// Bytes the user has used in the current quota period: through this process, plus what
+    /// the other nodes of a fleet reported ([`Limits::set_others`]).
     pub fn used(&self, user: &User, stats: &UserStats, now: SystemTime) -> u64 {
+        let p = period(user, now);
+        let local = self.local_used(user, stats, now);
+        let others = self.state(&user.name).quota.lock().unwrap().others.filter(|(op, _)| *op == p).map_or(0, |(_, b)| b);
+        local + others
+    }
+
+    /// Bytes relayed by this node alone in the current period (what it persists and reports).
+    pub fn local_used(&self, user: &User, stats: &UserStats, now: SystemTime) -> u64 {
         let st = self.state(&user.name);
         let mut q = st.quota.lock().unwrap();
         Self::roll(&mut q, period(user, now), relayed(stats));
         q.base + relayed(stats).saturating_sub(q.mark)
     }
 
+    /// Make this node's own count for the current period at least `bytes` (what the fleet's
+    /// store holds for this node, when the local usage file was lost); bytes relayed since
+    /// the start stay counted.
+    pub fn raise_local(&self, user: &User, stats: &UserStats, period_of_bytes: i64, bytes: u64, now: SystemTime) {
+        if period(user, now) != period_of_bytes {
+            return;
+        }
+        let used = self.local_used(user, stats, now);
+        if used < bytes {
+            self.state(&user.name).quota.lock().unwrap().base += bytes - used;
+        }
+    }
+
+    /// This node's open connections and client IPs per user (for the fleet's store).
+    pub fn open_table(&self) -> Vec<(String, u32, Vec<IpAddr>)> {
+        let users = self.users.lock().unwrap();
+        let mut out: Vec<_> = users
+            .iter()
+            .map(|(n, st)| {
+                let o = st.open.lock().unwrap();
+                let mut ips: Vec<IpAddr> = o.ips.keys().copied().collect();
+                ips.sort();
+                (n.clone(), o.total, ips)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The other nodes' open connections and distinct client IPs for `name`.
+    pub fn set_others_open(&self, name: &str, connections: u32, ips: HashSet<IpAddr>) {
+        *self.state(name).others_open.lock().unwrap() = (connections, ips);
+    }
+
+    /// What the other nodes of the fleet relayed for `name` in `period` (read from the store
+    /// after each flush); it counts towards the quota with this node's own bytes.
+    pub fn set_others(&self, name: &str, period: i64, bytes: u64) {
+        self.state(name).quota.lock().unwrap().others = Some((period, bytes));
+    }
+
     fn roll(q: &mut Quota, period: i64, relayed_now: u64) {
+        let others = q.others;
         if !q.started {
             // Everything this process relayed counts towards the first period it sees.
-            *q = Quota { period, base: 0, mark: 0, started: true };
+            *q = Quota { period, base: 0, mark: 0, started: true, others };
         } else if q.period != period {
-            *q = Quota { period, base: 0, mark: relayed_now, started: true };
+            *q = Quota { period, base: 0, mark: relayed_now, started: true, others };
         }
     }
 
@@ -163,13 +221,16 @@ impl Limits {
                 }
             }
             let state = self.state(&user.name);
+            let others = state.others_open.lock().unwrap();
             let mut open = state.open.lock().unwrap();
-            if l.max_connections.is_some_and(|m| open.total >= m) {
+            if l.max_connections.is_some_and(|m| open.total + others.0 >= m) {
                 return Err(Refusal::MaxConnections);
             }
-            if l.max_ips.is_some_and(|m| !open.ips.contains_key(&ip) && open.ips.len() as u32 >= m) {
+            let ips_open = open.ips.len() + others.1.iter().filter(|i| !open.ips.contains_key(*i)).count();
+            if l.max_ips.is_some_and(|m| !open.ips.contains_key(&ip) && !others.1.contains(&ip) && ips_open as u32 >= m) {
                 return Err(Refusal::MaxIps);
             }
+            drop(others);
             open.total += 1;
             *open.ips.entry(ip).or_default() += 1;
             drop(open);
@@ -212,7 +273,7 @@ impl Limits {
 
     /// Every user's usage in its current period, for persisting: `(name, period, bytes)`.
     pub fn usage_table(&self, users: &[(User, Arc<UserStats>)], now: SystemTime) -> Vec<(String, i64, u64)> {
-        users.iter().map(|(u, s)| (u.name.clone(), period(u, now), self.used(u, s, now))).collect()
+        users.iter().map(|(u, s)| (u.name.clone(), period(u, now), self.local_used(u, s, now))).collect()
     }
 
     /// Restore usage counted by an earlier run; entries from another period are ignored.
@@ -222,7 +283,7 @@ impl Limits {
             if let Some((_, p, bytes)) = saved.iter().find(|(n, p, _)| *n == u.name && *p == period(u, now)) {
                 let st = self.state(&u.name);
                 let mut q = st.quota.lock().unwrap();
-                *q = Quota { period: *p, base: *bytes, mark: relayed(s), started: true };
+                *q = Quota { period: *p, base: *bytes, mark: relayed(s), started: true, others: q.others };
             }
         }
     }
@@ -351,5 +412,61 @@ mod tests {
         assert!(second.admit(&u, &s2, A, now).is_ok());
         s2.bytes_to_client.store(400, Relaxed);
         assert_eq!(second.admit(&u, &s2, A, now).err(), Some(Refusal::Quota));
+    }
+
+    #[test]
+    fn fleet_quota_counts_the_other_nodes_of_the_same_period() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), quota_monthly: true, ..Default::default() });
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        s.bytes_from_client.store(300, Relaxed);
+        let p = period(&u, now);
+        // Another period's report does not count.
+        l.set_others("u", p - 1, 900);
+        assert_eq!(l.used(&u, &s, now), 300);
+        l.set_others("u", p, 700);
+        assert_eq!(l.used(&u, &s, now), 1000);
+        assert_eq!(l.local_used(&u, &s, now), 300, "this node persists and reports only its own bytes");
+        assert_eq!(l.usage_table(&[(u.clone(), s.clone())], now), vec![("u".to_string(), p, 300)]);
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::Quota));
+    }
+
+    #[test]
+    fn fleet_connection_and_ip_limits_count_the_other_nodes() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { max_connections: Some(3), max_ips: Some(2), ..Default::default() });
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        l.set_others_open("u", 1, [b].into_iter().collect());
+        let _a1 = l.admit(&u, &s, A, now).unwrap();
+        // A third address while A (here) and B (elsewhere) are open: over max_ips.
+        assert_eq!(l.admit(&u, &s, c, now).err(), Some(Refusal::MaxIps));
+        // B's address is already counted: allowed.
+        let _b1 = l.admit(&u, &s, b, now).unwrap();
+        // 2 here + 1 elsewhere = max_connections.
+        assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::MaxConnections));
+        assert_eq!(l.open_table(), vec![("u".to_string(), 2, { let mut v = vec![A, b]; v.sort(); v })]);
+        l.set_others_open("u", 0, HashSet::new());
+        assert!(l.admit(&u, &s, A, now).is_ok());
+    }
+
+    #[test]
+    fn raise_local_keeps_the_larger_count_of_the_current_period() {
+        let now = SystemTime::now();
+        let u = user(UserLimits { quota_bytes: Some(1000), ..Default::default() });
+        let l = Limits::default();
+        let s = Arc::new(UserStats::default());
+        s.bytes_from_client.store(100, Relaxed);
+        l.raise_local(&u, &s, 0, 700, now);
+        assert_eq!(l.local_used(&u, &s, now), 700);
+        l.raise_local(&u, &s, 0, 500, now);
+        assert_eq!(l.local_used(&u, &s, now), 700, "never lowered");
+        l.raise_local(&u, &s, 5, 900, now);
+        assert_eq!(l.local_used(&u, &s, now), 700, "another period does not count");
+        s.bytes_to_client.store(50, Relaxed);
+        assert_eq!(l.local_used(&u, &s, now), 750);
     }
 }

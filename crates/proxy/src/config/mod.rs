@@ -282,6 +282,78 @@ impl std::fmt::Debug for Panel {
     }
 }
 
+/// A PostgreSQL URL (`postgres://user:password@host:port/db`). Its password is never shown:
+/// `Debug` and [`DbUrl::redacted`] print `***` in its place.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl(String);
+
+impl DbUrl {
+    pub fn new(url: &str) -> Result<Self, String> {
+        let u = url.trim();
+        if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            return Err("the store URL must begin with postgres:// or postgresql://".into());
+        }
+        Ok(DbUrl(u.to_string()))
+    }
+
+    /// The URL with the password in it, for the database client only.
+    pub fn secret_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with `***` for the password (and for a `password=` parameter), for logs and errors.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+/// `scheme://user:PASSWORD@host/...?password=PASSWORD` -> the same with `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://").map(|i| i + 3) {
+        let authority_end = out[scheme_end..].find(['/', '?']).map(|i| scheme_end + i).unwrap_or(out.len());
+        if let Some(at) = out[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) {
+            if let Some(colon) = out[scheme_end..at].find(':').map(|i| scheme_end + i) {
+                out.replace_range(colon + 1..at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|kv| if kv.to_ascii_lowercase().starts_with("password=") { "password=***".to_string() } else { kv.to_string() })
+            .collect();
+        out = format!("{head}{}", parts.join("&"));
+    }
+    out
+}
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DbUrl({})", self.redacted())
+    }
+}
+
+/// `[store]`: users, their limits and the promoted-channel tag live in PostgreSQL, shared by
+/// every node of a fleet (docs/fleet.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub url: DbUrl,
+    /// This node's name in `list-nodes` and in the usage table; `None`: the host name.
+    pub node: Option<String>,
+    /// The address clients use for this node in links (`show-user-config`); `None`: the
+    /// `[server] public_host` (or the detected address).
+    pub public_host: Option<String>,
+    /// How often this node writes its counters to the store and reads the fleet's totals.
+    pub flush_interval: Duration,
+    /// How often the users are read again in full, whatever LISTEN/NOTIFY said.
+    pub resync_interval: Duration,
+    /// The last users known, kept for a start while the database is down; `None`: beside the
+    /// config file (`.fleet-cache`).
+    pub cache_file: Option<PathBuf>,
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -312,6 +384,8 @@ pub struct Config {
     pub middle: MiddleSettings,
     /// `[upstream]`: direct, or through SOCKS5 / HTTP CONNECT servers.
     pub upstream: UpstreamSettings,
+    /// The fleet's shared store (`[store]`); `None`: users live in this file.
+    pub store: Option<StoreSettings>,
     pub users: Vec<User>,
 }
 
@@ -361,6 +435,10 @@ impl Config {
     }
 
     /// The file per-user data usage is persisted in.
+    pub fn fleet_cache_path(&self, config_path: &Path) -> Option<PathBuf> {
+        self.store.as_ref().map(|s| s.cache_file.clone().unwrap_or_else(|| beside(config_path, "fleet-cache")))
+    }
+
     pub fn usage_path(&self, config_path: &Path) -> PathBuf {
         self.limits.usage_file.clone().unwrap_or_else(|| beside(config_path, "usage"))
     }

@@ -32,7 +32,22 @@ pub struct RawConfig {
     #[serde(default)]
     pub dc_overrides: BTreeMap<String, Spanned<OneOrMany>>,
     #[serde(default)]
+    pub store: Option<RawStore>,
+    #[serde(default)]
     pub users: BTreeMap<String, Spanned<RawUser>>,
+}
+
+/// `[store]`: the shared PostgreSQL store of a fleet (docs/fleet.md).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: S<String>,
+    pub url_env: S<String>,
+    pub node: S<String>,
+    pub public_host: S<String>,
+    pub flush_interval: S<DurationValue>,
+    pub resync_interval: S<DurationValue>,
+    pub cache_file: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@ mod panel;
 mod promoted;
 mod server;
 mod stats;
+mod store;
 mod syntax;
 mod timeouts;
 mod tls_fronting;
@@ -126,6 +127,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let dc_overrides = dc_overrides::settings(&ctx, &raw.dc_overrides)?;
     let upstream = upstream::settings(&ctx, &raw.upstream)?;
     middle.fetch_via = upstream::fetch_via(&upstream);
+    let store = raw.store.as_ref().map(|s| store::settings(&ctx, s)).transpose()?;
     let users = users::settings(&ctx, &raw.users)?;
 
     Ok(Config {
@@ -150,6 +152,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ad_tag,
         middle,
         upstream,
+        store,
         users,
     })
 }

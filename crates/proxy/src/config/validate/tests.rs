@@ -288,3 +288,28 @@ fn panel_is_off_without_a_hash_and_stays_on_loopback() {
     assert_eq!(parse("[limits]\nusage_file = \"/var/lib/v/usage\"\n").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/var/lib/v/usage.history"));
     assert_eq!(parse("[panel]\nhistory_file = \"/h\"\n").unwrap().history_path(Path::new("/etc/x.toml")), Path::new("/h"));
 }
+
+#[test]
+fn store_section_defaults_errors_and_a_redacted_url() {
+    let c = parse("[store]\nurl = \"postgres://vless:s3cr3t-pw@10.0.0.5:5432/vless?sslmode=disable\"\nnode = \"fra-1\"\n").unwrap();
+    let s = c.store.as_ref().unwrap();
+    assert_eq!(s.node.as_deref(), Some("fra-1"));
+    assert_eq!((s.flush_interval, s.resync_interval), (Duration::from_secs(2), Duration::from_secs(30)));
+    assert_eq!(s.url.redacted(), "postgres://vless:***@10.0.0.5:5432/vless?sslmode=disable");
+    assert!(!format!("{c:?}").contains("s3cr3t-pw"), "Debug never shows the password");
+    assert_eq!(c.fleet_cache_path(Path::new("/etc/x.toml")).as_deref(), Some(Path::new("/etc/x.toml.fleet-cache")));
+    assert!(parse("[server]\n").unwrap().store.is_none());
+    assert_eq!(super::super::redact_url("postgresql://u@h/db?user=u&password=pw"), "postgresql://u@h/db?user=u&password=***");
+    for (text, want) in [
+        ("[store]\nnode = \"a\"\n", "has no `url`"),
+        ("[store]\nurl = \"mysql://u:pw@h/db\"\n", "must begin with postgres://"),
+        ("[store]\nurl = \"postgres://u:pw@h/db?sslmode=require\"\n", "TLS to the database is not supported yet"),
+        ("[store]\nurl = \"postgres://h/db\"\nflush_interval = \"10ms\"\n", "`store.flush_interval` is out of range"),
+        ("[store]\nurl = \"postgres://h/db\"\nnode = \"a b\"\n", "is not a node name"),
+        ("[store]\nurl_env = \"VLESS_MTPROXY_TEST_NO_SUCH_VARIABLE\"\n", "VLESS_MTPROXY_TEST_NO_SUCH_VARIABLE is not set"),
+        ("[store]\nurl = \"postgres://h/db\"\nurl_env = \"X\"\n", "both `url` and `url_env`"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.contains(want) && !e.contains("pw@"), "{text}: {e}");
+    }
+}
