@@ -8,7 +8,7 @@
 //! [`observe::Mount`] for `/` and `/panel/…`.
 //!
 //! ```text
-//! browser --HTTP (loopback, or an SSH tunnel)--> stats listener --/panel/...--> Panel::handle
+//! browser --HTTP (loopback, SSH tunnel) or HTTPS ([stats] tls_cert)--> stats listener --/panel/...--> Panel::handle
 //!   GET  /panel/, app.js, style.css       embedded assets (include_str!), no data, no login
 //!   POST /panel/api/login                 argon2 verify, rate-limited -> session cookie + CSRF
 //!   GET  /panel/api/{session,overview,users,users/NAME}      cookie
