@@ -18,6 +18,12 @@ What is proved:
   refused, repeated wrong passwords get 429, an expired session is refused, and no secret
   appears in the proxy's log;
 * the history survives a restart; the Grafana dashboard queries only metrics /metrics serves.
+* over TLS on a non-loopback address (a veth pair inside the namespace, a test CA): plain HTTP
+  gets no answer, HTTPS serves /health and /metrics, the CLI's `stats` and `health` speak TLS,
+  a Host outside `allowed_hosts` gets 403, Chromium logs in and the cookie is `Secure`; the same
+  configuration without TLS is refused;
+* removing a user in Chromium takes the name typed again; then the config no longer has the
+  user and TDLib with their link is refused.
 
 Screenshots of every page go to the test's temp folder; with PANEL_SCREENSHOTS=DIR they are also
 copied there (docs/ keeps the ones the README shows).
@@ -122,8 +128,9 @@ def link_parts(link: str) -> tuple[str, int, str]:
 
 # --------------------------------------------------------------------------- browser
 
-@pytest.fixture
-def browser(tmp_path):
+def start_chromium(tmp_path: Path, extra: list[str] = (), insecure_certs: bool = False, tag: str = ""):
+    """Headless Chromium over WebDriver, new empty profile, kept off the network; `extra` flags;
+    `insecure_certs`: accept a certificate the browser does not trust (the test CA's)."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian chromium and chromium-driver are not installed (scripts/test setup)")
     from selenium import webdriver
@@ -133,18 +140,26 @@ def browser(tmp_path):
     os.environ["SE_AVOID_STATS"] = "true"
     opts = Options()
     opts.binary_location = CHROMIUM
-    profile = tmp_path / "chromium-profile"
+    profile = tmp_path / ("chromium-profile" + tag)
     profile.mkdir()
     for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
               "--disable-dev-shm-usage", "--user-data-dir=%s" % profile, "--window-size=1280,1500",
-              "--lang=en-GB"]:
+              "--lang=en-GB", *extra]:
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    if insecure_certs:
+        opts.set_capability("acceptInsecureCerts", True)
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / ("chromedriver%s.log" % tag)))
     drv = webdriver.Chrome(service=service, options=opts)
     drv.set_page_load_timeout(30)
     drv.set_script_timeout(30)
+    return drv
+
+
+@pytest.fixture
+def browser(tmp_path):
+    drv = start_chromium(tmp_path)
     yield drv
     drv.quit()
 
@@ -532,7 +547,7 @@ def test_panel_over_tls_on_a_public_address(proxy_factory, fakedc, public_addr, 
     assert https_raw(port, "/panel/", ca.pem, host="%s:%d" % (PUBLIC_IP, port))[0] == 403
 
     # Chromium: panel.test resolved to the address, the test CA's certificate accepted.
-    drv = _chromium(tmp_path, ["--host-resolver-rules=MAP %s %s" % (PANEL_NAME, PUBLIC_IP)])
+    drv = start_chromium(tmp_path, ["--host-resolver-rules=MAP %s %s" % (PANEL_NAME, PUBLIC_IP)], insecure_certs=True, tag="-tls")
     try:
         page = Page(drv, "https://%s:%d" % (PANEL_NAME, port), tmp_path / "shots")
         page.go("")
@@ -555,31 +570,6 @@ def _try(f):
         return f()
     except OSError:
         return None
-
-
-def _chromium(tmp_path: Path, extra: list[str]):
-    """Chromium as the `browser` fixture starts it, plus `extra` flags, accepting the test CA's
-    certificate (WebDriver's acceptInsecureCerts)."""
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("Debian chromium and chromium-driver are not installed (scripts/test setup)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    os.environ["SE_AVOID_STATS"] = "true"
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    profile = tmp_path / "chromium-profile-tls"
-    profile.mkdir()
-    for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", "--user-data-dir=%s" % profile, "--window-size=1280,1500",
-              "--lang=en-GB", *extra]:
-        opts.add_argument(a)
-    opts.set_capability("acceptInsecureCerts", True)
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver-tls.log"))
-    drv = webdriver.Chrome(service=service, options=opts)
-    drv.set_page_load_timeout(30)
-    return drv
 
 
 def test_panel_on_a_public_address_without_tls_is_refused(proxy_factory, fakedc, tmp_path):
