@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mtproxy_core::config;
 
-use crate::monitor::{self, client, Endpoint, EndpointArgs};
+use crate::monitor::{self, Endpoint, EndpointArgs};
 
 #[derive(clap::Args)]
 pub struct HealthArgs {
@@ -63,13 +63,9 @@ fn first_line(body: &[u8]) -> String {
 
 /// `GET /health`; `Ok` with the success line, `Err` with the reason.
 fn http_check(ep: &Endpoint, timeout: Duration) -> Result<String, String> {
-    let mut headers = Vec::new();
-    if let Some(t) = &ep.token {
-        headers.push(("Authorization".to_string(), format!("Bearer {t}")));
-    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let addr = ep.addr;
-    let r = rt.block_on(client::request(addr, &addr.to_string(), "GET", "/health", &headers, timeout)).map_err(|e| format!("GET /health on the statistics listener: {e}"))?;
+    let r = rt.block_on(ep.get("/health", timeout)).map_err(|e| format!("GET /health on the statistics listener: {e:#}"))?;
     match r.status {
         200 => Ok(format!("ok: GET /health on the statistics listener {addr} answered 200")),
         s => {

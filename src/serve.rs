@@ -204,6 +204,7 @@ async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, ov
     let cover_cache = cfg.cover_cache_path(&path);
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let stats_listen = cfg.stats_listen;
+    let stats_tls = cfg.stats_tls.is_some();
     let mut stats_opts = mtproxy_core::observe::Options {
         token: cfg.stats_token.clone(),
         config_path: Some(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).display().to_string()),
@@ -223,7 +224,7 @@ async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, ov
         // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
         match mtproxy_core::observe::bind(addr) {
             Ok(l) => {
-                tracing::info!(%addr, "statistics listener (/stats, /stats.json, /metrics, /health; web panel at /panel/ when a password is set)");
+                tracing::info!(%addr, tls = stats_tls, "statistics listener (/stats, /stats.json, /metrics, /health; web panel at /panel/ when a password is set)");
                 tokio::spawn(mtproxy_core::observe::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
             }
             Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),

@@ -436,12 +436,18 @@ pub fn remove_secret(config: &Path, a: SecretArg) -> anyhow::Result<()> {
 }
 
 pub fn remove_user(config: &Path, a: NameArg) -> anyhow::Result<()> {
+    delete_user(config, &a.name)?;
+    println!("Removed user `{}`; their open connections close within a second.", a.name);
+    Ok(())
+}
+
+/// Remove a user through the store (the `remove-user` command and the panel).
+pub(crate) fn delete_user(config: &Path, name: &str) -> anyhow::Result<()> {
     let store = Store::lock(config)?;
     let (mut doc, cfg) = store.load(false)?;
-    find(&cfg, &a.name)?;
-    users_table(&mut doc)?.remove(&a.name);
+    find(&cfg, name)?;
+    users_table(&mut doc)?.remove(name);
     store.commit(&doc)?;
-    println!("Removed user `{}`; their open connections close within a second.", a.name);
     Ok(())
 }
 

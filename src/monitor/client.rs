@@ -21,9 +21,14 @@ pub enum HttpError {
     Io { addr: String, source: std::io::Error },
     #[error("{addr} sent a malformed HTTP response")]
     Malformed { addr: String },
+    #[error("{addr}: TLS handshake failed: {message}")]
+    Tls { addr: String, message: String },
     #[error("{addr} answered more than {MAX_RESPONSE} bytes")]
     TooLarge { addr: String },
 }
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// A parsed response.
 #[derive(Debug)]
@@ -41,9 +46,22 @@ impl Response {
 
 /// `method path` to `addr` (with `Host: host`), extra header lines already formatted.
 pub async fn request(addr: SocketAddr, host: &str, method: &str, path: &str, extra_headers: &[(String, String)], timeout: Duration) -> Result<Response, HttpError> {
+    request_over(addr, None, host, method, path, extra_headers, timeout).await
+}
+
+/// [`request`], over TLS when `tls` is given (the statistics listener with `[stats] tls_cert`).
+pub async fn request_over(addr: SocketAddr, tls: Option<&tokio_rustls::TlsConnector>, host: &str, method: &str, path: &str, extra_headers: &[(String, String)], timeout: Duration) -> Result<Response, HttpError> {
     let name = addr.to_string();
     let work = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|source| HttpError::Connect { addr: name.clone(), source })?;
+        let tcp = TcpStream::connect(addr).await.map_err(|source| HttpError::Connect { addr: name.clone(), source })?;
+        let mut s: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(c) => {
+                let server = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let t = c.connect(server, tcp).await.map_err(|e| HttpError::Tls { addr: name.clone(), message: e.to_string() })?;
+                Box::new(t)
+            }
+        };
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vless-mtproxy/{}\r\nConnection: close\r\n", env!("CARGO_PKG_VERSION"));
         for (k, v) in extra_headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -53,7 +71,13 @@ pub async fn request(addr: SocketAddr, host: &str, method: &str, path: &str, ext
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            let n = s.read(&mut chunk).await.map_err(|source| HttpError::Io { addr: name.clone(), source })?;
+            let n = match s.read(&mut chunk).await {
+                Ok(n) => n,
+                // A TLS peer that closes without close_notify: the response is complete anyway
+                // (Connection: close; the length is checked by the parser).
+                Err(e) if tls.is_some() && e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(source) => return Err(HttpError::Io { addr: name.clone(), source }),
+            };
             if n == 0 {
                 break;
             }

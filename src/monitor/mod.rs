@@ -49,6 +49,24 @@ pub fn run(config: &Path, cmd: MonitorCommand) -> anyhow::Result<ExitCode> {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    /// `[stats] tls_cert` (PEM): the listener speaks HTTPS, and this is the one certificate the
+    /// commands trust (it is the same host).
+    pub tls_cert: Option<Vec<u8>>,
+}
+
+impl Endpoint {
+    /// GET `path` with the token, over TLS when the listener has it.
+    pub async fn get(&self, path: &str, timeout: Duration) -> anyhow::Result<client::Response> {
+        let mut headers = Vec::new();
+        if let Some(t) = &self.token {
+            headers.push(("Authorization".to_string(), format!("Bearer {t}")));
+        }
+        let tls = match &self.tls_cert {
+            None => None,
+            Some(pem) => Some(mtproxy_core::observe::tls::pinned_connector(pem).map_err(|e| anyhow!("[stats] tls_cert: {e}"))?),
+        };
+        Ok(client::request_over(self.addr, tls.as_ref(), &self.addr.to_string(), "GET", path, &headers, timeout).await?)
+    }
 }
 
 /// Options shared by the commands that read the statistics listener.
@@ -74,25 +92,26 @@ pub fn connectable(addr: SocketAddr) -> SocketAddr {
 /// The endpoint from the arguments, else from the configuration.
 pub fn endpoint(cfg: Option<&Config>, args: &EndpointArgs) -> anyhow::Result<Endpoint> {
     let token = args.stats_token.clone().or_else(|| cfg.and_then(|c| c.stats_token.as_ref()).map(|t| t.as_str().to_string()));
+    let tls_cert = cfg.and_then(|c| c.stats_tls.as_ref()).map(|t| t.cert_pem.clone());
     if let Some(a) = args.stats_addr {
-        return Ok(Endpoint { addr: a, token });
+        return Ok(Endpoint { addr: a, token, tls_cert });
     }
     match cfg {
         Some(c) => match c.stats_listen {
-            Some(a) => Ok(Endpoint { addr: connectable(a), token }),
+            Some(a) => Ok(Endpoint { addr: connectable(a), token, tls_cert }),
             None => bail!("the statistics listener is off (`[stats] listen = \"off\"`); turn it on, or pass --stats-addr"),
         },
-        None => Ok(Endpoint { addr: "127.0.0.1:8888".parse().unwrap(), token }),
+        None => Ok(Endpoint { addr: "127.0.0.1:8888".parse().unwrap(), token, tls_cert }),
     }
 }
 
-/// `[stats] listen` and `token` read line by line from a file that does not validate, so the
-/// commands still find the running proxy (which keeps its previous configuration) after a bad
-/// edit. Returns (listen, token) as written.
-pub fn stats_lines(path: &Path) -> (Option<String>, Option<String>) {
-    let Ok(text) = std::fs::read_to_string(path) else { return (None, None) };
+/// `[stats] listen`, `token` and `tls_cert` read line by line from a file that does not
+/// validate, so the commands still find the running proxy (which keeps its previous
+/// configuration) after a bad edit. Returns (listen, token, tls_cert) as written.
+pub fn stats_lines(path: &Path) -> (Option<String>, Option<String>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(path) else { return (None, None, None) };
     let mut section = String::new();
-    let (mut listen, mut token) = (None, None);
+    let (mut listen, mut token, mut tls_cert) = (None, None, None);
     for line in text.lines() {
         let l = line.split('#').next().unwrap_or("").trim();
         if l.starts_with('[') {
@@ -107,27 +126,30 @@ pub fn stats_lines(path: &Path) -> (Option<String>, Option<String>) {
             match k.trim() {
                 "listen" => listen = Some(v),
                 "token" => token = Some(v),
+                "tls_cert" => tls_cert = Some(v),
                 _ => {}
             }
         }
     }
-    (listen, token)
+    (listen, token, tls_cert)
 }
 
 /// The endpoint when the configuration does not load: what its `[stats]` lines say, else the
 /// default.
 pub fn fallback_endpoint(path: &Path, args: &EndpointArgs) -> anyhow::Result<Endpoint> {
-    let (listen, token) = stats_lines(path);
+    let (listen, token, tls_cert) = stats_lines(path);
     let token = args.stats_token.clone().or(token);
+    // A relative path is from the configuration's directory, as the proxy reads it.
+    let tls_cert = tls_cert.and_then(|c| std::fs::read(path.parent().unwrap_or(Path::new("")).join(c)).ok());
     if let Some(a) = args.stats_addr {
-        return Ok(Endpoint { addr: a, token });
+        return Ok(Endpoint { addr: a, token, tls_cert });
     }
     let addr = match listen.as_deref() {
         Some("off") | Some("") => bail!("the statistics listener is off; pass --stats-addr"),
         Some(l) => l.parse().map(connectable).unwrap_or_else(|_| "127.0.0.1:8888".parse().unwrap()),
         None => "127.0.0.1:8888".parse().unwrap(),
     };
-    Ok(Endpoint { addr, token })
+    Ok(Endpoint { addr, token, tls_cert })
 }
 
 /// Load the configuration if it can be; the error text when not.
@@ -137,11 +159,8 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
 
 /// GET `/stats.json` from the running proxy.
 pub async fn fetch_report(ep: &Endpoint, timeout: Duration) -> anyhow::Result<Report> {
-    let mut headers = Vec::new();
-    if let Some(t) = &ep.token {
-        headers.push(("Authorization".to_string(), format!("Bearer {t}")));
-    }
-    let r = client::request(ep.addr, &ep.addr.to_string(), "GET", "/stats.json", &headers, timeout)
+    let r = ep
+        .get("/stats.json", timeout)
         .await
         .map_err(|e| anyhow!("{e}; is the proxy running (`vless-mtproxy status`) with its statistics listener on {}?", ep.addr))?;
     match r.status {
@@ -202,7 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "[server]\nlisten = [\"0.0.0.0:1\"]\n[stats]\nlisten = \"0.0.0.0:9999\" # comment\ntoken = \"abc\"\n[bogus\n").unwrap();
-        assert_eq!(stats_lines(&p), (Some("0.0.0.0:9999".into()), Some("abc".into())));
+        assert_eq!(stats_lines(&p), (Some("0.0.0.0:9999".into()), Some("abc".into()), None));
         let none = EndpointArgs { stats_addr: None, stats_token: None };
         let ep = fallback_endpoint(&p, &none).unwrap();
         assert_eq!((ep.addr, ep.token.as_deref()), ("127.0.0.1:9999".parse().unwrap(), Some("abc")));

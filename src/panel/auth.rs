@@ -162,9 +162,10 @@ pub fn csrf_ok(expected: &str, given: Option<&str>) -> bool {
     given.is_some_and(|g| g.len() == expected.len() && bool::from(g.as_bytes().ct_eq(expected.as_bytes())))
 }
 
-/// The `Set-Cookie` value for a new session (or, with `ttl` zero, one that deletes it).
-pub fn set_cookie(id: &str, ttl: Duration) -> String {
-    format!("{COOKIE}={id}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age={}", ttl.as_secs())
+/// The `Set-Cookie` value for a new session (or, with `ttl` zero, one that deletes it);
+/// `secure` (the listener speaks TLS) adds `Secure`, so the browser never sends it in clear.
+pub fn set_cookie(id: &str, ttl: Duration, secure: bool) -> String {
+    format!("{COOKIE}={id}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age={}{}", ttl.as_secs(), if secure { "; Secure" } else { "" })
 }
 
 #[cfg(test)]
@@ -260,7 +261,8 @@ mod tests {
 
     #[test]
     fn cookie_is_httponly_strict() {
-        let c = set_cookie("abc", Duration::from_secs(3600));
+        assert_eq!(set_cookie("abc", Duration::from_secs(60), true), "vmp_session=abc; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
+        let c = set_cookie("abc", Duration::from_secs(3600), false);
         assert_eq!(c, "vmp_session=abc; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600");
     }
 }

@@ -8,11 +8,11 @@
 //! [`observe::Mount`] for `/` and `/panel/…`.
 //!
 //! ```text
-//! browser --HTTP (loopback, or an SSH tunnel)--> stats listener --/panel/...--> Panel::handle
+//! browser --HTTP (loopback, SSH tunnel) or HTTPS ([stats] tls_cert)--> stats listener --/panel/...--> Panel::handle
 //!   GET  /panel/, app.js, style.css       embedded assets (include_str!), no data, no login
 //!   POST /panel/api/login                 argon2 verify, rate-limited -> session cookie + CSRF
 //!   GET  /panel/api/{session,overview,users,users/NAME}      cookie
-//!   POST /panel/api/logout, users, users/NAME/{secret,enable,disable,regenerate,limits}
+//!   POST /panel/api/logout, users, users/NAME/{secret,enable,disable,regenerate,limits,remove}
 //!                                         cookie + X-CSRF-Token + JSON body (<= 16 KiB)
 //! ```
 //! A secret (link, QR code) leaves only in the answer to `POST users/NAME/secret`: never in a
@@ -68,7 +68,7 @@ pub enum PanelError {
     Csrf,
     #[error("cross-origin request refused")]
     Origin,
-    #[error("the panel answers only to 127.0.0.1, [::1] or localhost (a protection against DNS rebinding); open it through an SSH tunnel")]
+    #[error("the panel answers only to 127.0.0.1, [::1], localhost and the names in `[panel] allowed_hosts` (a protection against DNS rebinding)")]
     Host,
     #[error("too many failed logins; try again in a minute")]
     TooMany,
@@ -237,13 +237,14 @@ impl Panel {
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Full<Bytes>>> {
-        let (hash, ttl) = {
+        let (hash, ttl, secure, host_ok) = {
             let snap = self.shared.snapshot.load();
-            (snap.config.panel.password_hash.clone(), snap.config.panel.session_ttl)
+            let host_ok = allowed_host(req.headers().get("host").and_then(|v| v.to_str().ok()), &snap.config.panel.allowed_hosts);
+            (snap.config.panel.password_hash.clone(), snap.config.panel.session_ttl, snap.config.stats_tls.is_some(), host_ok)
         };
         let Some(hash) = hash else { return Err(PanelError::Off) };
         self.sessions.follow_password(&hash);
-        if !loopback_host(req.headers().get("host").and_then(|v| v.to_str().ok())) {
+        if !host_ok {
             return Err(PanelError::Host);
         }
         let path = req.uri().path().to_string();
@@ -263,7 +264,7 @@ impl Panel {
         }
         let now = Instant::now();
         if (method.clone(), api.as_str()) == (Method::POST, "login") {
-            return self.login(req, peer, hash, ttl, now).await;
+            return self.login(req, peer, hash, ttl, secure, now).await;
         }
         let cookie = req.headers().get(COOKIE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let auth::Check::Valid(csrf) = self.sessions.check(cookie.as_deref(), now) else { return Err(PanelError::Unauthorized) };
@@ -289,14 +290,14 @@ impl Panel {
         if api == "logout" {
             self.sessions.end(cookie.as_deref());
             let mut r = json_reply(&json!({ "ok": true }));
-            r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&auth::set_cookie("", Duration::ZERO)).map_err(|e| PanelError::Internal(e.to_string()))?);
+            r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&auth::set_cookie("", Duration::ZERO, secure)).map_err(|e| PanelError::Internal(e.to_string()))?);
             return Ok(r);
         }
         let form: UserForm = read_json(req).await?;
         self.write(&api, form, peer).await
     }
 
-    async fn login(&self, req: Request<Incoming>, peer: SocketAddr, hash: String, ttl: Duration, now: Instant) -> Result<Response<Full<Bytes>>> {
+    async fn login(&self, req: Request<Incoming>, peer: SocketAddr, hash: String, ttl: Duration, secure: bool, now: Instant) -> Result<Response<Full<Bytes>>> {
         if !self.sessions.login_allowed(peer.ip(), now) {
             tracing::warn!(peer = %peer.ip(), "panel: login refused, too many failures");
             return Err(PanelError::TooMany);
@@ -312,7 +313,7 @@ impl Panel {
         let (id, csrf) = self.sessions.create(now, ttl);
         tracing::info!(peer = %peer.ip(), "panel: logged in");
         let mut r = json_reply(&json!({ "csrf": csrf }));
-        r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&auth::set_cookie(&id, ttl)).map_err(|e| PanelError::Internal(e.to_string()))?);
+        r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&auth::set_cookie(&id, ttl, secure)).map_err(|e| PanelError::Internal(e.to_string()))?);
         Ok(r)
     }
 
@@ -403,6 +404,16 @@ impl Panel {
                 tracing::info!(user = %name, peer = %peer.ip(), "panel: limits changed");
                 Ok(json_reply(&json!({ "ok": true })))
             }
+            "remove" => {
+                // The page asks for the name typed again; the server checks it too, so a stray
+                // request cannot remove a user.
+                if form.name.trim() != name {
+                    return Err(PanelError::BadRequest("type the user's name to confirm the removal".into()));
+                }
+                blocking(move || ops::delete_user(&config, &n)).await?;
+                tracing::info!(user = %name, peer = %peer.ip(), "panel: user removed");
+                Ok(json_reply(&json!({ "ok": true })))
+            }
             _ => Err(PanelError::NotFound),
         }
     }
@@ -422,15 +433,16 @@ fn same_origin(req: &Request<Incoming>) -> Result<()> {
 }
 
 /// Whether a `Host` header names this machine's loopback (`127.0.0.1:8888`, `[::1]:8888`,
-/// `localhost:8888`). A web page on another name that resolves to 127.0.0.1 (DNS rebinding)
-/// is the same origin to the browser, but not to this check.
-fn loopback_host(host: Option<&str>) -> bool {
+/// `localhost:8888`) or one of `[panel] allowed_hosts` (lower case, no port). A web page on
+/// another name that resolves to this host (DNS rebinding) is the same origin to the browser,
+/// but not to this check.
+fn allowed_host(host: Option<&str>, allowed: &[String]) -> bool {
     let Some(host) = host else { return false };
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T> {
@@ -475,12 +487,23 @@ mod tests {
     #[test]
     fn only_loopback_host_names() {
         for ok in ["127.0.0.1:8888", "127.0.0.1", "[::1]:8888", "localhost:8888", "LOCALHOST", "127.1.2.3:80"] {
-            assert!(loopback_host(Some(ok)), "{ok}");
+            assert!(allowed_host(Some(ok), &[]), "{ok}");
         }
         for bad in ["evil.test:8888", "evil.test", "10.0.0.1:8888", "[2001:db8::1]:8888", "localhost.evil.test", "", "127.0.0.1.nip.io:8888"] {
-            assert!(!loopback_host(Some(bad)), "{bad}");
+            assert!(!allowed_host(Some(bad), &[]), "{bad}");
         }
-        assert!(!loopback_host(None));
+        assert!(!allowed_host(None, &[]));
+    }
+
+    #[test]
+    fn allowed_hosts_add_names() {
+        let allowed = vec!["panel.example.com".to_string(), "10.201.0.1".to_string(), "2001:db8::1".to_string()];
+        for ok in ["panel.example.com", "PANEL.example.com:8443", "10.201.0.1:8888", "[2001:db8::1]:8888", "127.0.0.1:8888"] {
+            assert!(allowed_host(Some(ok), &allowed), "{ok}");
+        }
+        for bad in ["example.com", "panel.example.com.evil.test", "10.201.0.2:8888", "evil.test:8888"] {
+            assert!(!allowed_host(Some(bad), &allowed), "{bad}");
+        }
     }
 
     #[test]

@@ -18,6 +18,12 @@ What is proved:
   refused, repeated wrong passwords get 429, an expired session is refused, and no secret
   appears in the proxy's log;
 * the history survives a restart; the Grafana dashboard queries only metrics /metrics serves.
+* over TLS on a non-loopback address (a veth pair inside the namespace, a test CA): plain HTTP
+  gets no answer, HTTPS serves /health and /metrics, the CLI's `stats` and `health` speak TLS,
+  a Host outside `allowed_hosts` gets 403, Chromium logs in and the cookie is `Secure`; the same
+  configuration without TLS is refused;
+* removing a user in Chromium takes the name typed again; then the config no longer has the
+  user and TDLib with their link is refused.
 
 Screenshots of every page go to the test's temp folder; with PANEL_SCREENSHOTS=DIR they are also
 copied there (docs/ keeps the ones the README shows).
@@ -89,7 +95,8 @@ def start_panel_proxy(proxy_factory, users, ttl: str | None = None):
         extra += '\n[panel]\nsession_ttl = "%s"\n' % ttl
     px = proxy_factory(users, extra_toml=extra)
     http = PanelHttp(stats_port)
-    assert wait_until(lambda: http.call("GET", "/health")[0] == 200, 10)
+    # The statistics listener binds a moment after the client listener: refused until then.
+    assert wait_until(lambda: _try(lambda: http.call("GET", "/health")[0]) == 200, 10)
     return px, http
 
 
@@ -121,8 +128,9 @@ def link_parts(link: str) -> tuple[str, int, str]:
 
 # --------------------------------------------------------------------------- browser
 
-@pytest.fixture
-def browser(tmp_path):
+def start_chromium(tmp_path: Path, extra: list[str] = (), insecure_certs: bool = False, tag: str = ""):
+    """Headless Chromium over WebDriver, new empty profile, kept off the network; `extra` flags;
+    `insecure_certs`: accept a certificate the browser does not trust (the test CA's)."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("Debian chromium and chromium-driver are not installed (scripts/test setup)")
     from selenium import webdriver
@@ -132,18 +140,26 @@ def browser(tmp_path):
     os.environ["SE_AVOID_STATS"] = "true"
     opts = Options()
     opts.binary_location = CHROMIUM
-    profile = tmp_path / "chromium-profile"
+    profile = tmp_path / ("chromium-profile" + tag)
     profile.mkdir()
     for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
               "--disable-dev-shm-usage", "--user-data-dir=%s" % profile, "--window-size=1280,1500",
-              "--lang=en-GB"]:
+              "--lang=en-GB", *extra]:
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    if insecure_certs:
+        opts.set_capability("acceptInsecureCerts", True)
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / ("chromedriver%s.log" % tag)))
     drv = webdriver.Chrome(service=service, options=opts)
     drv.set_page_load_timeout(30)
     drv.set_script_timeout(30)
+    return drv
+
+
+@pytest.fixture
+def browser(tmp_path):
+    drv = start_chromium(tmp_path)
     yield drv
     drv.quit()
 
@@ -435,3 +451,173 @@ def test_panel_refuses_in_chromium(proxy_factory, fakedc, browser, tmp_path):
     page.wait("#nav-users").click()
     page.wait("#login-error", pred=lambda e: "Session ended" in e.text)
     assert not page.wait("#password").get_attribute("value")
+
+
+# --------------------------------------------------------------------------- TLS, public address
+
+PUBLIC_IP = "10.201.0.1"
+PANEL_NAME = "panel.test"
+STATS_TOKEN = "e2e-stats-token-0123456789"
+
+
+@pytest.fixture
+def public_addr():
+    """A non-loopback address inside the test's own namespace: a veth pair (this kernel has no
+    `dummy` type), removed afterwards (helpers.in_private_netns wants only `lo` for TDLib)."""
+    from helpers import in_private_netns
+    if not in_private_netns():
+        pytest.skip("needs the private network namespace of scripts/test")
+    run = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True, timeout=10)
+    run("link", "add", "vmtp-pa", "type", "veth", "peer", "name", "vmtp-pb")
+    try:
+        run("addr", "add", PUBLIC_IP + "/32", "dev", "vmtp-pa")
+        run("link", "set", "vmtp-pa", "up")
+        run("link", "set", "vmtp-pb", "up")
+        yield PUBLIC_IP
+    finally:
+        subprocess.run(["ip", "link", "del", "vmtp-pa"], capture_output=True, timeout=10)
+
+
+def https_raw(port: int, path: str, cafile: Path, host: str = PANEL_NAME, headers: dict | None = None):
+    """GET over TLS to the public address, the certificate checked against the test CA for
+    PANEL_NAME; (status, headers, body)."""
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection((PUBLIC_IP, port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=PANEL_NAME) as s:
+            lines = ["GET %s HTTP/1.1" % path, "Host: %s" % host, "Connection: close"]
+            lines += ["%s: %s" % kv for kv in (headers or {}).items()]
+            s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            buf = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLEOFError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    hl = head.decode().split("\r\n")
+    return int(hl[0].split()[1]), {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in hl[1:])}, body
+
+
+def tls_panel_toml(port: int, chain: Path, key: Path) -> str:
+    return ('[stats]\nlisten = "%s:%d"\nallow_remote = true\ntoken = "%s"\ntls_cert = "%s"\ntls_key = "%s"\n'
+            '\n[panel]\nallowed_hosts = ["%s"]\n' % (PUBLIC_IP, port, STATS_TOKEN, chain, key, PANEL_NAME))
+
+
+def test_panel_over_tls_on_a_public_address(proxy_factory, fakedc, public_addr, tmp_path):
+    import socket
+    from certs import TestCA
+    ca = TestCA(tmp_path / "ca")
+    chain, key = ca.issue("panel", [PANEL_NAME])
+    port = free_port()
+    px = proxy_factory([User("ivan", "dd")], extra_toml=tls_panel_toml(port, chain, key))
+    assert wait_until(lambda: _try(lambda: https_raw(port, "/health", ca.pem)[0]) == 200, 10)
+
+    # Plain HTTP gets no HTTP answer.
+    with socket.create_connection((PUBLIC_IP, port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: panel.test\r\n\r\n")
+        s.settimeout(5)
+        try:
+            answer = s.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            answer = b""
+    assert not answer.startswith(b"HTTP/"), answer
+    # HTTPS, checked against the CA: /health, and /metrics with the bearer token.
+    assert https_raw(port, "/metrics", ca.pem)[0] == 401
+    st, _, body = https_raw(port, "/metrics", ca.pem, headers={"Authorization": "Bearer " + STATS_TOKEN})
+    assert st == 200 and b"vless_mtproxy_" in body
+
+    # The CLI's stats and health speak TLS to it, trusting the configured certificate.
+    cp = subprocess.run([str(BIN), "--config", str(px.config), "stats"], capture_output=True, timeout=30)
+    assert cp.returncode == 0 and b"ivan" in cp.stdout, cp.stderr.decode() + cp.stdout.decode()
+    cp = subprocess.run([str(BIN), "--config", str(px.config), "health"], capture_output=True, timeout=30)
+    assert cp.returncode == 0 and b"answered 200" in cp.stdout, cp.stderr.decode()
+
+    # The panel, with a password.
+    cp = subprocess.run([str(BIN), "--config", str(px.config), "set-panel-password"], input=PASSWORD.encode(),
+                        capture_output=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr.decode()
+    assert wait_until(lambda: _try(lambda: https_raw(port, "/panel/", ca.pem)[0]) == 200, 10)
+    # A Host that is neither loopback nor in allowed_hosts (DNS rebinding): 403.
+    assert https_raw(port, "/panel/", ca.pem, host="evil.test:%d" % port)[0] == 403
+    assert https_raw(port, "/panel/", ca.pem, host="%s:%d" % (PUBLIC_IP, port))[0] == 403
+
+    # Chromium: panel.test resolved to the address, the test CA's certificate accepted.
+    drv = start_chromium(tmp_path, ["--host-resolver-rules=MAP %s %s" % (PANEL_NAME, PUBLIC_IP)], insecure_certs=True, tag="-tls")
+    try:
+        page = Page(drv, "https://%s:%d" % (PANEL_NAME, port), tmp_path / "shots")
+        page.go("")
+        page.wait("#password").send_keys(PASSWORD)
+        page.wait("#login-btn").click()
+        page.wait("#ov-uptime")
+        cookie = next(c for c in drv.get_cookies() if c["name"] == "vmp_session")
+        assert cookie["secure"] and cookie["httpOnly"], cookie
+        page.go("#/users")
+        page.wait("#users-table tr[data-user=ivan]")
+    finally:
+        drv.quit()
+    assert PASSWORD not in px.log()
+    assert b"PRIVATE KEY" not in px.log().encode()
+    px.assert_no_secrets()
+
+
+def _try(f):
+    try:
+        return f()
+    except OSError:
+        return None
+
+
+def test_panel_on_a_public_address_without_tls_is_refused(proxy_factory, fakedc, tmp_path):
+    """The configuration check refuses it with the message (a public address is not needed:
+    the check runs on the text)."""
+    cfg = tmp_path / "config.toml"
+    h = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+    cfg.write_text('[stats]\nlisten = "%s:8888"\nallow_remote = true\ntoken = "%s"\n\n[panel]\npassword_hash = "%s"\n'
+                   % (PUBLIC_IP, STATS_TOKEN, h))
+    cp = subprocess.run([str(BIN), "serve", "--config", str(cfg)], capture_output=True, timeout=30)
+    err = cp.stderr.decode() + cp.stdout.decode()
+    assert cp.returncode != 0
+    assert "the listener has no TLS" in err and "tls_cert and tls_key" in err, err
+
+
+def test_remove_user_in_chromium(proxy_factory, fakedc, browser, tmp_path):
+    """Remove a user from the panel (the name typed to confirm): the configuration no longer has
+    them, and TDLib with their link is refused."""
+    judy = User("judy", "dd")
+    px, http = start_panel_proxy(proxy_factory, [judy, User("kate", "dd")])
+    set_password(px, http)
+    r = tdlib(px.host, px.port, judy.client_secret, action="ping")
+    assert r["ok"], r
+    page = Page(browser, http.base, tmp_path / "shots")
+    page.go("")
+    page.wait("#password").send_keys(PASSWORD)
+    page.wait("#login-btn").click()
+    page.wait("#ov-uptime")
+    page.go("#/user/judy")
+    page.wait("h1", pred=lambda e: e.text.startswith("judy"))
+    page.wait("#remove-btn").click()
+    confirm = page.wait("#remove-confirm")
+    assert not confirm.is_enabled(), "removal must wait for the name"
+    page.wait("#remove-name").send_keys("jud")
+    assert not page.wait("#remove-confirm").is_enabled()
+    page.wait("#remove-name").send_keys("y")
+    page.shot("panel-remove-user.png")
+    page.wait("#remove-confirm", pred=lambda e: e.is_enabled()).click()
+    page.wait("#users-table tr[data-user=kate]")
+    assert wait_until(lambda: "judy" not in px.config.read_text(), 10), px.config.read_text()
+    assert "kate" in px.config.read_text()
+    assert wait_until(lambda: proxy_user(http, "judy") is None, 10)
+    r = tdlib(px.host, px.port, judy.client_secret, action="ping", timeout=8)
+    assert not r["ok"], r
+    # Over HTTP: a removal whose typed name does not match is refused.
+    assert http.login()[0] == 200
+    st, _, body = http.call("POST", "/panel/api/users/kate/remove", {"name": "judy"}, csrf=http.csrf)
+    assert st == 400 and "kate" in px.config.read_text()
+    assert http.call("POST", "/panel/api/users/kate/remove", {"name": "kate"})[0] == 403
+    console = [e["message"] for e in browser.get_log("browser")]
+    assert not [m for m in console if "Content Security Policy" in m or "Uncaught" in m], console

@@ -27,7 +27,8 @@ const T = {
     confirm_disable: "Disable this user? Their connections close.", confirm_regen: "Give this user a new secret?",
     kind_dd: "dd (random padding)", kind_ee: "ee (fake-TLS, looks like HTTPS)", kind_classic: "classic (easy to detect)",
     session_over: "Session ended, log in again", refresh: "Refresh", total: "total", secret: "Secret",
-    old_until: "Old secret works until",
+    old_until: "Old secret works until", remove: "Remove user", removed: "User removed",
+    confirm_remove: "This deletes the user from the configuration; their link stops working and their connections close. Type the user's name to confirm:",
   },
   ru: {
     overview: "Обзор", users: "Пользователи", add_user: "Добавить", logout: "Выйти", login: "Войти",
@@ -52,7 +53,8 @@ const T = {
     confirm_disable: "Отключить пользователя? Его соединения закроются.", confirm_regen: "Выдать пользователю новый секрет?",
     kind_dd: "dd (случайное дополнение)", kind_ee: "ee (fake-TLS, похоже на HTTPS)", kind_classic: "классический (легко обнаружить)",
     session_over: "Сессия закончилась, войдите снова", refresh: "Обновить", total: "всего", secret: "Секрет",
-    old_until: "Старый секрет работает до",
+    old_until: "Старый секрет работает до", remove: "Удалить пользователя", removed: "Пользователь удалён",
+    confirm_remove: "Пользователь будет удалён из конфигурации: его ссылка перестанет работать, соединения закроются. Введите имя пользователя для подтверждения:",
   },
 };
 let lang = localStorage.getItem("vmp-lang") || ((navigator.language || "").startsWith("ru") ? "ru" : "en");
@@ -320,6 +322,21 @@ async function user(name) {
     await act("users/" + encodeURIComponent(name) + "/regenerate", { grace: grace.value });
     user(name);
   } }, t("regenerate"));
+  // Removal: a second step where the name must be typed; the server checks it too.
+  const removeName = h("input", { id: "remove-name", name: "name", autocomplete: "off" });
+  const removeGo = h("button", { id: "remove-confirm", type: "button", class: "danger", disabled: true, onclick: async () => {
+    if (await act("users/" + encodeURIComponent(name) + "/remove", { name: removeName.value })) {
+      say(t("removed"));
+      location.hash = "#/users";
+    }
+  } }, t("remove"));
+  removeName.addEventListener("input", () => { removeGo.disabled = removeName.value !== u.name; });
+  const removeBox = h("div", { id: "remove-box", class: "row", hidden: true },
+    h("label", { for: "remove-name", class: "muted" }, t("confirm_remove")), removeName, removeGo);
+  const removeBtn = h("button", { id: "remove-btn", type: "button", class: "danger", onclick: () => {
+    removeBox.hidden = false;
+    removeName.focus();
+  } }, t("remove"));
   const lim = h("form", { class: "grid", id: "limits-form" }, limitFields("lim-", u.limits),
     h("span"), h("div", {}, h("button", { id: "lim-save", type: "submit" }, t("save")), " ", h("span", { class: "muted" }, t("empty_clears"))));
   lim.addEventListener("submit", async (e) => {
@@ -340,6 +357,7 @@ async function user(name) {
     h("h2", {}, t("state")), h("div", { class: "panel noprint" }, h("div", { class: "row" }, toggle),
       h("div", { class: "row" }, regen, h("label", { for: "regen-grace", class: "muted" }, t("grace")), grace)),
     h("h2", { class: "noprint" }, t("limits")), h("div", { class: "panel noprint" }, lim),
+    h("h2", { class: "noprint" }, t("remove")), h("div", { class: "panel noprint" }, h("div", { class: "row" }, removeBtn), removeBox),
   );
 }
 

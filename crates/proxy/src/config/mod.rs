@@ -274,11 +274,31 @@ pub struct Panel {
     pub session_ttl: Duration,
     /// The traffic history file; `None`: next to the usage file (`<usage file>.history`).
     pub history_file: Option<PathBuf>,
+    /// `[panel] allowed_hosts`: host names (lower case, no port) the panel answers to besides
+    /// the loopback ones (the DNS-rebinding check of the `Host` header).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `[stats] tls_cert` / `tls_key`: the statistics listener speaks HTTPS only. The PEM texts are
+/// read (and checked to match) when the configuration loads, so a reload takes new files.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StatsTls {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for StatsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("StatsTls").field("cert_path", &self.cert_path).field("key_path", &self.key_path).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Panel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Panel").field("password_hash", &self.password_hash.as_ref().map(|_| "<set>")).field("session_ttl", &self.session_ttl).field("history_file", &self.history_file).finish()
+        f.debug_struct("Panel").field("password_hash", &self.password_hash.as_ref().map(|_| "<set>")).field("session_ttl", &self.session_ttl).field("history_file", &self.history_file).field("allowed_hosts", &self.allowed_hosts).finish()
     }
 }
 
@@ -378,6 +398,8 @@ pub struct Config {
     pub stats_allow_remote: bool,
     /// `[stats] token`: when set, every stats endpoint but `/health` wants `Authorization: Bearer`.
     pub stats_token: Option<BearerToken>,
+    /// `[stats] tls_cert` + `tls_key`: HTTPS on the statistics listener.
+    pub stats_tls: Option<StatsTls>,
     /// `[panel]`: the web panel on the statistics listener (off without a password hash).
     pub panel: Panel,
     pub ad_tag: Option<[u8; 16]>,

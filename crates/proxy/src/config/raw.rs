@@ -131,12 +131,15 @@ pub struct RawStats {
     pub listen: S<String>,
     pub allow_remote: S<bool>,
     pub token: S<String>,
+    pub tls_cert: S<String>,
+    pub tls_key: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPanel {
     pub password_hash: S<String>,
+    pub allowed_hosts: S<Vec<String>>,
     pub session_ttl: S<DurationValue>,
     pub history_file: S<String>,
 }

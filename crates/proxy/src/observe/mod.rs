@@ -12,12 +12,17 @@
 //! With a bearer token configured, every path but `/health` wants
 //! `Authorization: Bearer TOKEN` (compared in constant time); `/health` says only up or down.
 //!
+//! With `[stats] tls_cert`/`tls_key` ([`tls`]) every connection is TLS (1.2 or 1.3) and plain
+//! HTTP is not served: a plain request fails the handshake and the connection closes. The TLS
+//! handshake counts against [`Limits::header_timeout`].
+//!
 //! A [`Mount`] (the web panel of the binary, docs/panel.md) may take over `/` and the paths it
 //! claims; it gets the whole request (it may read a bounded body) and does its own
 //! authentication. The same connection limits apply to it.
 
 pub mod render;
 pub mod report;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -94,12 +99,13 @@ struct State {
     shared: Arc<Shared>,
     opts: Options,
     counters: Counters,
+    tls: tls::Acceptors,
 }
 
 /// Serve the statistics endpoints on `listener` until `shutdown`.
 pub async fn serve_stats(listener: TcpListener, shared: Arc<Shared>, opts: Options, shutdown: CancellationToken) {
     let limits = opts.limits.clone();
-    let state = Arc::new(State { shared, opts, counters: Counters::default() });
+    let state = Arc::new(State { shared, opts, counters: Counters::default(), tls: tls::Acceptors::default() });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (mut stream, peer) = tokio::select! {
@@ -142,30 +148,61 @@ pub async fn serve_stats(listener: TcpListener, shared: Arc<Shared>, opts: Optio
                     Ok::<_, Infallible>(respond(&st, req))
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            let deadline = tokio::time::sleep(limits.max_lifetime);
-            tokio::pin!(deadline);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        state.counters.bad.fetch_add(1, Relaxed);
-                        tracing::debug!(error = %e, "stats listener: connection ended with an error");
+            let tls = state.shared.snapshot.load().config.stats_tls.clone();
+            match tls {
+                None => serve_connection(stream, svc, &state, &limits, &shutdown).await,
+                Some(t) => {
+                    let Some(acceptor) = state.tls.get(&t) else { return };
+                    let hs = tokio::select! {
+                        r = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)) => r,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    match hs {
+                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, svc, &state, &limits, &shutdown).await,
+                        Ok(Err(e)) => {
+                            state.counters.bad.fetch_add(1, Relaxed);
+                            tracing::debug!(peer = %peer.ip(), error = %e, "stats listener: TLS handshake failed");
+                        }
+                        Err(_) => {
+                            state.counters.bad.fetch_add(1, Relaxed);
+                            tracing::debug!(peer = %peer.ip(), "stats listener: TLS handshake timed out");
+                        }
                     }
                 }
-                _ = &mut deadline => {
-                    // Finish the request in progress (if any), then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(limits.header_timeout, conn.as_mut()).await;
-                }
-                _ = shutdown.cancelled() => {}
             }
         });
+    }
+}
+
+/// One HTTP/1.1 connection (plain or TLS) with the lifetime and shutdown bounds.
+async fn serve_connection<I, S>(io: I, svc: S, state: &State, limits: &Limits, shutdown: &CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let deadline = tokio::time::sleep(limits.max_lifetime);
+    tokio::pin!(deadline);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                state.counters.bad.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "stats listener: connection ended with an error");
+            }
+        }
+        _ = &mut deadline => {
+            // Finish the request in progress (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.header_timeout, conn.as_mut()).await;
+        }
+        _ = shutdown.cancelled() => {}
     }
 }
 

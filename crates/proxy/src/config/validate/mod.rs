@@ -122,7 +122,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         usage_file,
     };
     let stats = stats::settings(&ctx, &raw.stats)?;
-    let panel = panel::settings(&ctx, &raw.panel, stats.listen)?;
+    let panel = panel::settings(&ctx, &raw.panel, &raw.stats, stats.listen, stats.tls.is_some())?;
     let (ad_tag, mut middle) = promoted::settings(&ctx, &raw.promoted_channel)?;
     let dc_overrides = dc_overrides::settings(&ctx, &raw.dc_overrides)?;
     let upstream = upstream::settings(&ctx, &raw.upstream)?;
@@ -148,6 +148,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         stats_listen: stats.listen,
         stats_allow_remote: stats.allow_remote,
         stats_token: stats.token,
+        stats_tls: stats.tls,
         panel,
         ad_tag,
         middle,

@@ -313,3 +313,59 @@ fn store_section_defaults_errors_and_a_redacted_url() {
         assert!(e.contains(want) && !e.contains("pw@"), "{text}: {e}");
     }
 }
+
+/// The test certificates (self-signed, EC P-256) of crates/proxy/testdata.
+fn testdata(name: &str) -> String {
+    format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn stats_tls_needs_both_readable_matching_files() {
+    let (ca, ka, kb) = (testdata("stats-a.crt"), testdata("stats-a.key"), testdata("stats-b.key"));
+    let c = parse(&format!("[stats]\ntls_cert = \"{ca}\"\ntls_key = \"{ka}\"\n")).unwrap();
+    let t = c.stats_tls.as_ref().unwrap();
+    assert_eq!(t.cert_path, Path::new(&ca));
+    assert!(t.cert_pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    // Debug never shows the key.
+    assert!(!format!("{c:?}").contains("PRIVATE"));
+    assert!(parse("").unwrap().stats_tls.is_none());
+    let e = parse(&format!("[stats]\ntls_cert = \"{ca}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: `stats.tls_cert` is set but `stats.tls_key` is not"), "{e}");
+    let e = parse(&format!("[stats]\ntls_key = \"{ka}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: `stats.tls_key` is set but `stats.tls_cert` is not"), "{e}");
+    let e = parse(&format!("[stats]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"{ka}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: `stats.tls_cert`: cannot read /nonexistent/cert.pem"), "{e}");
+    // A key where the certificate should be: no certificate, named at the tls_cert line.
+    let e = parse(&format!("[stats]\ntls_cert = \"{ka}\"\ntls_key = \"{ka}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: [stats] TLS: no PEM certificate") && e.contains("fullchain.pem"), "{e}");
+    let e = parse(&format!("[stats]\ntls_cert = \"{ca}\"\ntls_key = \"{ca}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:3: [stats] TLS: no PEM private key"), "{e}");
+    // Another certificate's key.
+    let e = parse(&format!("[stats]\ntls_cert = \"{ca}\"\ntls_key = \"{kb}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:3: [stats] TLS: the private key does not belong to the certificate"), "{e}");
+    assert!(!e.contains("BEGIN"), "{e}");
+}
+
+#[test]
+fn stats_tls_relative_paths_are_from_the_config_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let c = parse_str("[stats]\ntls_cert = \"testdata/stats-a.crt\"\ntls_key = \"testdata/stats-a.key\"\n", &dir.join("config.toml")).unwrap();
+    assert_eq!(c.stats_tls.unwrap().key_path, dir.join("testdata/stats-a.key"));
+}
+
+#[test]
+fn panel_on_a_public_listener_needs_tls_and_a_listener() {
+    let h = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let (ca, ka) = (testdata("stats-a.crt"), testdata("stats-a.key"));
+    let remote = "[stats]\nlisten = \"10.201.0.1:8888\"\nallow_remote = true\ntoken = \"abcdefghijklmnop-123\"\n";
+    let e = parse(&format!("{remote}[panel]\npassword_hash = \"{h}\"\n")).unwrap_err();
+    assert!(e.contains("the listener has no TLS") && e.contains("tls_cert and tls_key"), "{e}");
+    let c = parse(&format!("{remote}tls_cert = \"{ca}\"\ntls_key = \"{ka}\"\n[panel]\npassword_hash = \"{h}\"\nallowed_hosts = [\"Panel.Example.com\", \"10.201.0.1\", \"[2001:db8::1]\"]\n")).unwrap();
+    assert_eq!(c.panel.allowed_hosts, ["panel.example.com", "10.201.0.1", "2001:db8::1"]);
+    let e = parse("[panel]\nallowed_hosts = [\"https://panel.example.com/\"]\n").unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: `panel.allowed_hosts`: `https://panel.example.com/` is not a host name"), "{e}");
+    // The panel with the listener off would never be served.
+    let e = parse(&format!("[stats]\nlisten = \"off\"\n[panel]\npassword_hash = \"{h}\"\n")).unwrap_err();
+    assert!(e.starts_with("/etc/test.toml:2: `panel.password_hash` is set but `stats.listen` = \"off\"") && e.contains("remove password_hash"), "{e}");
+    assert!(parse("[stats]\nlisten = \"off\"\n[panel]\nsession_ttl = \"1h\"\n").is_ok());
+}
