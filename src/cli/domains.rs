@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use super::output::print_json;
-use super::users::JsonArg;
+use super::output::JsonArg;
 use crate::monitor::tlsprobe::{self, TlsAnswer};
 use crate::store::{self, Store};
 

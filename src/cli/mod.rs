@@ -53,11 +53,11 @@ pub enum Ops {
     /// Store the promoted-channel tag from @MTProxybot (32 hex characters).
     SetPromotedChannel(settings::TagArgs),
     /// Show the promoted-channel tag.
-    ShowPromotedChannel(users::JsonArg),
+    ShowPromotedChannel(output::JsonArg),
     /// Remove the promoted-channel tag.
     RemovePromotedChannel,
     /// List the cover domains offered for fake-TLS users.
-    ListFakeTlsDomains(users::JsonArg),
+    ListFakeTlsDomains(output::JsonArg),
     /// Add a cover domain (checked over the network when available; never blocks).
     AddFakeTlsDomain(domains::AddDomainArgs),
     /// Remove a cover domain from the list.

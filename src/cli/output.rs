@@ -9,6 +9,13 @@ use serde_json::{json, Value};
 
 use crate::{links, qr};
 
+#[derive(clap::Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Where and how QR codes are produced.
 #[derive(clap::Args, Clone, Default)]
 pub struct QrArgs {

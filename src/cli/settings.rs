@@ -8,7 +8,7 @@ use serde_json::json;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use super::output::print_json;
-use super::users::JsonArg;
+use super::output::JsonArg;
 use crate::store::{self, Store};
 
 #[derive(clap::Args)]

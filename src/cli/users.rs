@@ -16,13 +16,6 @@ use super::output::{self, print_json, print_user, user_json, QrArgs};
 use crate::store::{self, Store};
 
 #[derive(clap::Args)]
-pub struct JsonArg {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(clap::Args)]
 pub struct ListArgs {
     #[arg(long)]
     /// Print JSON instead of text.

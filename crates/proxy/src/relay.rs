@@ -100,7 +100,8 @@ impl Recrypt {
     }
 }
 
-/// Milliseconds since `origin` of the last byte in either direction.
+/// Milliseconds since `origin` of the last byte in either direction: the one idle timer of
+/// both relays (direct here, and `middle::session`).
 pub struct Activity {
     origin: Instant,
     last_ms: AtomicU64,
@@ -112,7 +113,7 @@ impl Activity {
     }
 
     #[inline]
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_ms.store(self.origin.elapsed().as_millis() as u64, Relaxed);
     }
 

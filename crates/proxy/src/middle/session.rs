@@ -18,7 +18,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use mtproxy_proto::faketls::{self, MAX_RECORD_PAYLOAD};
 use mtproxy_proto::framing;
@@ -29,40 +28,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{ClientEvent, MeConn};
 use super::Middle;
 use crate::events::ClientAddr;
 use crate::handshake::Authenticated;
+use crate::relay::Activity;
 use crate::snapshot::Snapshot;
 use crate::stats::{ByteCounter, Stats};
 
 /// Bytes written to the client in one go at most when answers are batched.
 const WRITE_BATCH: usize = 256 * 1024;
-
-/// Last activity in either direction, for the idle timeout.
-struct Activity {
-    origin: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms.store(self.origin.elapsed().as_millis() as u64, Relaxed);
-    }
-
-    async fn idle(&self, idle: Duration) {
-        loop {
-            let deadline = self.origin + Duration::from_millis(self.last_ms.load(Relaxed)) + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    }
-}
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
@@ -166,7 +143,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, auth: Authenticated, ctx: 
     tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc = auth.dc, transport = auth.tag.name(), middle_end = %conn.addr, "relaying via middle-end");
 
     let (cr, cw) = stream.into_split();
-    let activity = Activity { origin: Instant::now(), last_ms: AtomicU64::new(0) };
+    let activity = Activity::new();
     let mut up = ByteCounter::new(&entry.stats.bytes_from_client, &ctx.stats.bytes_from_client);
     let mut down = ByteCounter::new(&entry.stats.bytes_to_client, &ctx.stats.bytes_to_client);
     let tag = auth.tag;
