@@ -177,16 +177,22 @@ def three_users():
     return [User("carol", "classic"), User("dave", "dd"), User("erin", "ee")]
 
 
+def every_kind_through(proxy_factory, tls_cover, fakedc, upstream_toml: str):
+    """A proxy with the three kinds of user and one upstream server; every client kind connects
+    through it (the upstream's outgoing address is 127.0.0.2). Returns the proxy, the number of
+    connections made and its statistics port."""
+    stats_port = free_port()
+    users = three_users()
+    px = proxy_factory(users, mask=tls_cover.addr, extra_toml="[stats]\nlisten = \"127.0.0.1:%d\"\n%s" % (stats_port, upstream_toml))
+    return px, all_kinds_through(px, users, "127.0.0.2", fakedc), stats_port
+
+
 @pytest.mark.parametrize("auth", [False, True], ids=["no-auth", "username"])
 def test_socks5_dante_carries_every_client_kind(proxy_factory, fakedc, tls_cover, daemons, tmp_path, request, auth):
     creds = request.getfixturevalue("socks_user") if auth else None
     dante = start_dante(tmp_path, "127.0.0.2", auth=auth)
     daemons.append(dante)
-    stats_port = free_port()
-    users = three_users()
-    px = proxy_factory(users, mask=tls_cover.addr, extra_toml="[stats]\nlisten = \"127.0.0.1:%d\"\n%s"
-                       % (stats_port, server_toml("dante", "socks5", dante.port, creds)))
-    n = all_kinds_through(px, users, "127.0.0.2", fakedc)
+    px, n, stats_port = every_kind_through(proxy_factory, tls_cover, fakedc, server_toml("dante", "socks5", dante.port, creds))
     rep = server_report(stats_port, "dante")
     assert rep["target"] == "socks5 127.0.0.1:%d" % dante.port and rep["up"] and rep["configured"], rep
     assert rep["connects_ok"] >= n and rep["connect_failures"] == 0, rep
@@ -202,11 +208,7 @@ def test_http_connect_tinyproxy_with_basic_auth(proxy_factory, fakedc, tls_cover
     creds = ("tpuser", "Tp-pass-51c2")
     tp = start_tinyproxy(tmp_path, "127.0.0.2", fakedc.port, creds)
     daemons.append(tp)
-    stats_port = free_port()
-    users = three_users()
-    px = proxy_factory(users, mask=tls_cover.addr, extra_toml="[stats]\nlisten = \"127.0.0.1:%d\"\n%s"
-                       % (stats_port, server_toml("tiny", "http", tp.port, creds)))
-    n = all_kinds_through(px, users, "127.0.0.2", fakedc)
+    px, n, stats_port = every_kind_through(proxy_factory, tls_cover, fakedc, server_toml("tiny", "http", tp.port, creds))
     rep = server_report(stats_port, "tiny")
     assert rep["connects_ok"] >= n and rep["connect_failures"] == 0, rep
     assert creds[1] not in px.log()
