@@ -30,9 +30,8 @@ pub fn public_host(config: &Config) -> (String, Option<String>) {
         }
     }
     let host = best.map(|ip| ip.to_string()).unwrap_or_else(|| "127.0.0.1".into());
-    let warning = format!(
-        "server.public_host is not set; links use the local address {host}. Set public_host to the address or name clients reach this server by."
-    );
+    let warning =
+        format!("server.public_host is not set; links use the local address {host}. Set public_host to the address or name clients reach this server by.");
     (host, Some(warning))
 }
 
@@ -50,12 +49,7 @@ pub fn user_links_at(user: &User, host: &str, port: u16) -> (String, String) {
 /// camera needs.
 pub fn qr_terminal(text: &str) -> String {
     match QrCode::new(text.as_bytes()) {
-        Ok(code) => code
-            .render::<unicode::Dense1x2>()
-            .dark_color(unicode::Dense1x2::Light)
-            .light_color(unicode::Dense1x2::Dark)
-            .quiet_zone(true)
-            .build(),
+        Ok(code) => code.render::<unicode::Dense1x2>().dark_color(unicode::Dense1x2::Light).light_color(unicode::Dense1x2::Dark).quiet_zone(true).build(),
         Err(e) => format!("(QR code unavailable: {e})"),
     }
 }

@@ -79,12 +79,7 @@ fn create_initial_config(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(())
@@ -126,11 +121,7 @@ pub fn run(path: &Path, args: ServeArgs) -> anyhow::Result<()> {
         None => cfg,
     };
     let overrides = config::parse_dc_overrides(&args.dc_overrides).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.workers)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cfg.workers).enable_all().build().context("starting the runtime")?;
     let pid_path = cfg.pid_path(path);
     let _pid = PidFile::create(&pid_path);
     runtime.block_on(async move {
@@ -199,7 +190,11 @@ async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, ov
     if listeners.is_empty() {
         bail!("no listen address could be bound");
     }
-    tracing::info!(users = cfg.users.len(), mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" }, "proxy started");
+    tracing::info!(
+        users = cfg.users.len(),
+        mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" },
+        "proxy started"
+    );
     let usage_path = cfg.usage_path(&path);
     let cover_cache = cfg.cover_cache_path(&path);
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();

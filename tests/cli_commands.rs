@@ -15,10 +15,29 @@ const ALICE_DD: &str = "ddaaaaaa00112233445566778899aabbcc";
 fn every_command_has_help() {
     let env = Env::new(None);
     for cmd in [
-        "add-secret", "list-secrets", "remove-secret", "regenerate-secret", "show-config", "add-user", "remove-user", "list-users",
-        "show-user-config", "enable-user", "disable-user", "regenerate-user-secret", "set-user-limits", "set-port", "set-workers",
-        "set-promoted-channel", "show-promoted-channel", "remove-promoted-channel", "list-fake-tls-domains", "add-fake-tls-domain",
-        "remove-fake-tls-domain", "reload", "serve",
+        "add-secret",
+        "list-secrets",
+        "remove-secret",
+        "regenerate-secret",
+        "show-config",
+        "add-user",
+        "remove-user",
+        "list-users",
+        "show-user-config",
+        "enable-user",
+        "disable-user",
+        "regenerate-user-secret",
+        "set-user-limits",
+        "set-port",
+        "set-workers",
+        "set-promoted-channel",
+        "show-promoted-channel",
+        "remove-promoted-channel",
+        "list-fake-tls-domains",
+        "add-fake-tls-domain",
+        "remove-fake-tls-domain",
+        "reload",
+        "serve",
     ] {
         let out = env.ok(&[cmd, "--help"]);
         assert!(out.contains("Usage:"), "{cmd}: {out}");
@@ -122,7 +141,10 @@ fn show_config_prints_every_link() {
     let env = Env::new(Some(BASE));
     let out = env.ok(&["show-config"]);
     assert!(out.contains(&format!("tg://proxy?server=proxy.example.org&port=18443&secret={ALICE_DD}")), "{out}");
-    assert!(out.contains("https://t.me/proxy?server=proxy.example.org&port=18443&secret=eeaaaaaa11112233445566778899aabbcc7777772e6578616d706c652e636f6d"), "{out}");
+    assert!(
+        out.contains("https://t.me/proxy?server=proxy.example.org&port=18443&secret=eeaaaaaa11112233445566778899aabbcc7777772e6578616d706c652e636f6d"),
+        "{out}"
+    );
     assert!(out.contains("Total: 2 enabled, 0 disabled"));
     let j = env.json(&["show-config", "--json"]);
     assert_eq!(j["listen"][0], "127.0.0.1:18443");
@@ -179,7 +201,20 @@ fn regenerate_with_and_without_grace() {
 #[test]
 fn set_user_limits_writes_and_clears() {
     let env = Env::new(Some(BASE));
-    env.ok(&["set-user-limits", "alice", "--max-connections", "3", "--max-ips", "2", "--quota", "10GiB", "--quota-reset", "monthly", "--expires", "2030-01-31"]);
+    env.ok(&[
+        "set-user-limits",
+        "alice",
+        "--max-connections",
+        "3",
+        "--max-ips",
+        "2",
+        "--quota",
+        "10GiB",
+        "--quota-reset",
+        "monthly",
+        "--expires",
+        "2030-01-31",
+    ]);
     let l = env.config().users[0].limits.clone();
     assert_eq!((l.max_connections, l.max_ips, l.quota_bytes, l.quota_monthly), (Some(3), Some(2), Some(10 << 30), true));
     assert!(l.expires.is_some());
@@ -286,7 +321,13 @@ fn reload_says_when_no_proxy_runs() {
 fn fifty_concurrent_adds_all_land() {
     let env = Env::new(Some(BASE));
     let children: Vec<_> = (0..50)
-        .map(|i| env.cmd(&["add-user", &format!("user{i:02}"), "--with-padding", "--no-qr"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|i| {
+            env.cmd(&["add-user", &format!("user{i:02}"), "--with-padding", "--no-qr"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for c in children {
         let o = c.wait_with_output().unwrap();
@@ -319,7 +360,8 @@ fn a_write_killed_at_any_step_leaves_a_whole_file() {
         // The lock died with the process; the next write works and cleans up.
         env.ok(&["add-user", "dave", "--no-qr"]);
         assert!(env.config().users.iter().any(|u| u.name == "dave"));
-        let leftovers: Vec<_> = std::fs::read_dir(env.dir.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).filter(|n| n.contains(".tmp")).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(env.dir.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).filter(|n| n.contains(".tmp")).collect();
         assert!(leftovers.is_empty() || leftovers == ["proxy.toml.bak.tmp"], "step {step}: {leftovers:?}");
     }
 }

@@ -48,17 +48,14 @@ impl Proxy {
     /// the wait itself never connects to the client port.
     fn start(env: &Env, stats_port: Option<u16>, token: Option<&str>) -> Proxy {
         let log = env.dir.path().join("serve.log");
-        let child = env
-            .cmd(&["serve", "--drain", "1s"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = env.cmd(&["serve", "--drain", "1s"]).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
         let mut p = Proxy { child: Some(child), log };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let ready = match stats_port {
-                Some(sp) => get(sp, "/stats.json", token).is_some_and(|(st, body)| st == 200 && json(&body)["listen"].as_array().is_some_and(|l| !l.is_empty())),
+                Some(sp) => {
+                    get(sp, "/stats.json", token).is_some_and(|(st, body)| st == 200 && json(&body)["listen"].as_array().is_some_and(|l| !l.is_empty()))
+                }
                 None => p.log().contains("proxy started"),
             };
             if ready {
@@ -152,7 +149,8 @@ fn health_with_a_token_and_after_a_bad_edit() {
 
     // A bad edit: the proxy refuses it and keeps running, and so health stays green, found
     // through the file's [stats] lines.
-    std::fs::write(&env.cfg, format!("{}\n[users.broken]\nsecret = \"zz\"\n", config(port, &format!("listen = \"127.0.0.1:{sp}\"\ntoken = \"{TOKEN}\"")))).unwrap();
+    std::fs::write(&env.cfg, format!("{}\n[users.broken]\nsecret = \"zz\"\n", config(port, &format!("listen = \"127.0.0.1:{sp}\"\ntoken = \"{TOKEN}\""))))
+        .unwrap();
     let o = health(&env, &[]);
     assert!(o.status.success(), "{}\n{}", text(&o.stderr), proxy.log());
     assert!(text(&o.stderr).contains("does not validate"), "{}", text(&o.stderr));
@@ -211,7 +209,9 @@ fn health_sends_the_token_and_reports_status_and_timeout() {
     assert!(req.contains(&format!("\r\nAuthorization: Bearer {TOKEN}\r\n")), "{req}");
 
     // 503 with the proxy's reason: status code and the body's first line.
-    let (sp, srv) = one_shot_server(Some("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 43\r\nConnection: close\r\n\r\nnot ready: no client listener is accepting\n"));
+    let (sp, srv) = one_shot_server(Some(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 43\r\nConnection: close\r\n\r\nnot ready: no client listener is accepting\n",
+    ));
     std::fs::write(&env.cfg, config(port, &format!("listen = \"127.0.0.1:{sp}\""))).unwrap();
     let line = unhealthy(&health(&env, &[]));
     assert_eq!(line, format!("unhealthy: GET /health on the statistics listener 127.0.0.1:{sp} answered HTTP 503: not ready: no client listener is accepting"));

@@ -194,7 +194,8 @@ async fn known_traffic_of_two_users_is_counted_exactly() {
 #[tokio::test]
 async fn every_connection_is_accounted_for() {
     let e = start(false, Limits::default()).await;
-    let text = format!("[timeouts]\nhandshake = \"2s\"\n[fronting]\nenabled = false\n[users.alice]\nsecret = \"{S_ALICE}\"\nkind = \"dd\"\nmax_connections = 1\n");
+    let text =
+        format!("[timeouts]\nhandshake = \"2s\"\n[fronting]\nenabled = false\n[users.alice]\nsecret = \"{S_ALICE}\"\nkind = \"dd\"\nmax_connections = 1\n");
     e.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
     let alice = Secret::from_hex(S_ALICE).unwrap();
 

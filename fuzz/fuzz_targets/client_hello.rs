@@ -15,9 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mtproxy_proto::faketls::{
-    parse_hello_fields, read_client_hello, sign_client_hello, HelloAuth, HelloRead, MAX_RECORD_PAYLOAD,
-};
+use mtproxy_proto::faketls::{parse_hello_fields, read_client_hello, sign_client_hello, HelloAuth, HelloRead, MAX_RECORD_PAYLOAD};
 use mtproxy_proto::Secret;
 
 const SECRETS: [[u8; 16]; 3] = [
@@ -48,10 +46,7 @@ fuzz_target!(|data: &[u8]| {
             // What follows the hello does not matter.
             assert_eq!(read_client_hello(&data[..consumed]), verdict);
             if canonical.len() - 5 <= MAX_RECORD_PAYLOAD {
-                assert_eq!(
-                    read_client_hello(&canonical),
-                    Ok(HelloRead::Complete { consumed: canonical.len(), canonical: canonical.clone() })
-                );
+                assert_eq!(read_client_hello(&canonical), Ok(HelloRead::Complete { consumed: canonical.len(), canonical: canonical.clone() }));
             }
 
             let auth = HelloAuth::new(&canonical);

@@ -51,12 +51,9 @@ fn valid_user_name(name: &str) -> bool {
 fn valid_domain(domain: &str) -> bool {
     domain.contains('.')
         && domain.len() <= 253
-        && domain.split('.').all(|l| {
-            (1..=63).contains(&l.len())
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && domain
+            .split('.')
+            .all(|l| (1..=63).contains(&l.len()) && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -29,7 +29,14 @@ fuzz_target!(|data: &[u8]| {
             let random = [3u8; 32];
             let built = server_hello(
                 &secret,
-                &ServerHelloParams { client_random: &random, session_id: &[1; 32], layout: &flight.layout, cipher: flight.layout.cipher, key_share: &share, app_data: &app },
+                &ServerHelloParams {
+                    client_random: &random,
+                    session_id: &[1; 32],
+                    layout: &flight.layout,
+                    cipher: flight.layout.cipher,
+                    key_share: &share,
+                    app_data: &app,
+                },
             );
             if built.len() <= 5 + 0xffff {
                 let again = parse_flight(&built).expect("a flight we build parses");

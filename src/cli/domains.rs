@@ -112,13 +112,16 @@ pub fn learn_cover_into(cache: &Path, cfg: &Config, domain: &str) -> Option<Resu
 fn tls_answer(domain: &str, addr: SocketAddr) -> std::io::Result<Option<TlsAnswer>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut s = tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let mut s = tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         tokio::time::timeout(CHECK_TIMEOUT, tlsprobe::ask(&mut s, domain)).await.ok().transpose()
     })
 }
 
 fn domains_array(doc: &mut DocumentMut, current: &[String]) -> anyhow::Result<()> {
-    let ft = doc.entry("fake_tls").or_insert_with(|| Item::Table(Table::new())).as_table_mut().ok_or_else(|| anyhow!("`fake_tls` in the file is not a table"))?;
+    let ft =
+        doc.entry("fake_tls").or_insert_with(|| Item::Table(Table::new())).as_table_mut().ok_or_else(|| anyhow!("`fake_tls` in the file is not a table"))?;
     let mut arr = Array::new();
     for d in current {
         arr.push(d.as_str());
@@ -191,7 +194,8 @@ pub fn remove(config: &Path, a: DomainArg) -> anyhow::Result<()> {
     domains_array(&mut doc, &list)?;
     store.commit(&doc)?;
     println!("Removed cover domain {d} from the list.");
-    let users: Vec<&str> = cfg.users.iter().filter(|u| matches!(&u.kind, mtproxy_proto::SecretKind::FakeTls { domain } if *domain == d)).map(|u| u.name.as_str()).collect();
+    let users: Vec<&str> =
+        cfg.users.iter().filter(|u| matches!(&u.kind, mtproxy_proto::SecretKind::FakeTls { domain } if *domain == d)).map(|u| u.name.as_str()).collect();
     if !users.is_empty() {
         eprintln!("note: users {} still use {d}; they keep working (give them a new domain by re-adding them)", users.join(", "));
     }

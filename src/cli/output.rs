@@ -83,7 +83,16 @@ pub fn domain(user: &User) -> Option<&str> {
 
 /// A byte count in the largest unit that writes it exactly (as `--quota` reads it).
 pub fn size(b: u64) -> String {
-    for (unit, n) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000)] {
+    for (unit, n) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("TB", 1_000_000_000_000),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1000),
+    ] {
         if b >= n && b.is_multiple_of(n) {
             return format!("{}{unit}", b / n);
         }

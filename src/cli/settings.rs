@@ -129,6 +129,8 @@ pub fn remove_promoted(config: &Path) -> anyhow::Result<()> {
         t.remove("ad_tag");
     }
     store.commit(&doc)?;
-    println!("Promoted-channel tag removed. New connections go straight to the DCs again (direct mode) once the running proxy re-reads the file, within a second.");
+    println!(
+        "Promoted-channel tag removed. New connections go straight to the DCs again (direct mode) once the running proxy re-reads the file, within a second."
+    );
     Ok(())
 }

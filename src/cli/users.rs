@@ -202,7 +202,11 @@ fn apply_limits(t: &mut Table, f: &LimitFlags) -> anyhow::Result<()> {
                 t.remove(key);
             }
             Some(s) => {
-                let n: i64 = s.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| anyhow!("--{} `{s}`: give a whole number from 1 to 1000000, or `none`", key.replace('_', "-")))?;
+                let n: i64 = s
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| anyhow!("--{} `{s}`: give a whole number from 1 to 1000000, or `none`", key.replace('_', "-")))?;
                 t[key] = value(n);
             }
         }
@@ -394,17 +398,24 @@ pub fn resolve_secret<'a>(cfg: &'a Config, text: &str) -> anyhow::Result<&'a Use
         if t.len() < 6 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("that is not a secret: give 32 hex characters (optionally with dd/ee prefix and domain), the masked form from list-secrets, or a prefix of at least 6 hex characters");
         }
-        let exact: Vec<&User> = cfg.users.iter().filter(|u| {
-            let (full, short, hex) = forms(u);
-            t == full || t == short || t == hex
-        }).collect();
+        let exact: Vec<&User> = cfg
+            .users
+            .iter()
+            .filter(|u| {
+                let (full, short, hex) = forms(u);
+                t == full || t == short || t == hex
+            })
+            .collect();
         if !exact.is_empty() {
             exact
         } else {
-            cfg.users.iter().filter(|u| {
-                let (full, _, hex) = forms(u);
-                full.starts_with(&t) || hex.starts_with(&t)
-            }).collect()
+            cfg.users
+                .iter()
+                .filter(|u| {
+                    let (full, _, hex) = forms(u);
+                    full.starts_with(&t) || hex.starts_with(&t)
+                })
+                .collect()
         }
     };
     match matches.as_slice() {
@@ -496,7 +507,9 @@ pub(crate) fn rotate_secret(config: &Path, name: &str, grace: Option<Duration>) 
 fn rotate(config: &Path, name: &str, grace: Option<Duration>, qr: &QrArgs) -> anyhow::Result<()> {
     let (cfg, until) = rotate_secret(config, name, grace)?;
     match (until, grace) {
-        (Some(u), Some(g)) => println!("New secret for `{name}`. The old one keeps working until {} ({}).", date::format_rfc3339(u), config::format_duration(g)),
+        (Some(u), Some(g)) => {
+            println!("New secret for `{name}`. The old one keeps working until {} ({}).", date::format_rfc3339(u), config::format_duration(g))
+        }
         _ => println!("New secret for `{name}`. The old one stopped working; its open connections close within a second."),
     }
     output::warn_host(&cfg);

@@ -147,7 +147,16 @@ pub fn list_nodes(config: &Path, a: NodesArgs) -> anyhow::Result<()> {
     for n in &nodes {
         let addr = format!("{}:{}", n.link_host, n.link_port);
         let state = if n.seconds_ago > silent_after { "silent" } else { "up" };
-        println!("{:<20} {:<28} {:<9} {:>12} {:<7} {:>12} {:>14}", n.node, addr, n.version, format!("{}s ago", n.seconds_ago), state, n.connections, crate::cli::output::size(n.bytes.max(0) as u64));
+        println!(
+            "{:<20} {:<28} {:<9} {:>12} {:<7} {:>12} {:>14}",
+            n.node,
+            addr,
+            n.version,
+            format!("{}s ago", n.seconds_ago),
+            state,
+            n.connections,
+            crate::cli::output::size(n.bytes.max(0) as u64)
+        );
     }
     println!("Total: {} nodes", nodes.len());
     Ok(())

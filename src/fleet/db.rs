@@ -23,7 +23,8 @@ use super::{FleetError, FleetPart};
 pub const CHANNEL: &str = "vless_mtproxy_users";
 
 /// Schema versions: index + 1 is the version each one brings.
-pub const MIGRATIONS: &[&str] = &["
+pub const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE vless_users (
         name text PRIMARY KEY,
         body text NOT NULL,
@@ -48,7 +49,8 @@ pub const MIGRATIONS: &[&str] = &["
         connections bigint NOT NULL,
         bytes bigint NOT NULL
     );
-", "
+",
+    "
     CREATE TABLE vless_open (
         name text NOT NULL,
         node text NOT NULL,
@@ -56,7 +58,8 @@ pub const MIGRATIONS: &[&str] = &["
         ips text NOT NULL,
         PRIMARY KEY (name, node)
     );
-"];
+",
+];
 
 pub fn query_error(settings: &StoreSettings, e: postgres::Error) -> FleetError {
     let reason = match e.as_db_error() {
@@ -70,7 +73,9 @@ pub fn query_error(settings: &StoreSettings, e: postgres::Error) -> FleetError {
 pub fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
     let known = MIGRATIONS.len() as i32;
     let mut tx = client.transaction()?;
-    tx.batch_execute("SET LOCAL client_min_messages = warning; SELECT pg_advisory_xact_lock(7461726); CREATE TABLE IF NOT EXISTS vless_schema (version integer NOT NULL)")?;
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; SELECT pg_advisory_xact_lock(7461726); CREATE TABLE IF NOT EXISTS vless_schema (version integer NOT NULL)",
+    )?;
     let found: i32 = tx.query_opt("SELECT version FROM vless_schema", &[])?.map_or(0, |r| r.get(0));
     if found > known {
         tx.rollback()?;
@@ -100,7 +105,8 @@ pub fn check_version(settings: &StoreSettings, client: &mut Client) -> Result<()
 
 /// The fleet part as stored now.
 pub fn read_part(client: &mut impl postgres::GenericClient) -> Result<FleetPart, postgres::Error> {
-    let users: BTreeMap<String, String> = client.query("SELECT name, body FROM vless_users ORDER BY name", &[])?.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let users: BTreeMap<String, String> =
+        client.query("SELECT name, body FROM vless_users ORDER BY name", &[])?.into_iter().map(|r| (r.get(0), r.get(1))).collect();
     let ad_tag = client.query_opt("SELECT value FROM vless_settings WHERE key = 'ad_tag'", &[])?.map(|r| r.get(0));
     Ok(FleetPart { ad_tag, users })
 }
@@ -126,7 +132,9 @@ pub fn write_part(tx: &mut impl postgres::GenericClient, old: &FleetPart, new: &
     }
     if old.ad_tag != new.ad_tag {
         match &new.ad_tag {
-            Some(t) => tx.execute("INSERT INTO vless_settings (key, value) VALUES ('ad_tag', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", &[t])?,
+            Some(t) => {
+                tx.execute("INSERT INTO vless_settings (key, value) VALUES ('ad_tag', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", &[t])?
+            }
             None => tx.execute("DELETE FROM vless_settings WHERE key = 'ad_tag'", &[])?,
         };
         changed = true;
@@ -164,7 +172,13 @@ pub struct Heartbeat<'a> {
 
 /// Write this node's usage rows (`(name, period, bytes)`), open connections
 /// (`(name, connections, ips)`) and heartbeat in one transaction, then read the other nodes'.
-pub fn flush(client: &mut Client, hb: &Heartbeat<'_>, rows: &[(String, i64, u64)], open: &[(String, u32, Vec<std::net::IpAddr>)], fresh: std::time::Duration) -> Result<Others, postgres::Error> {
+pub fn flush(
+    client: &mut Client,
+    hb: &Heartbeat<'_>,
+    rows: &[(String, i64, u64)],
+    open: &[(String, u32, Vec<std::net::IpAddr>)],
+    fresh: std::time::Duration,
+) -> Result<Others, postgres::Error> {
     let mut tx = client.transaction()?;
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let periods: Vec<i64> = rows.iter().map(|r| r.1).collect();

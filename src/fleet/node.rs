@@ -81,11 +81,13 @@ impl Fleet {
             // `[store]` was taken out of the file: the file's own users are the truth again.
             return Ok(cfg);
         }
-        let merged = text
-            .parse::<DocumentMut>()
-            .ok()
-            .and_then(|doc| super::merge(&doc, &self.part.lock().unwrap()).ok())
-            .ok_or_else(|| ConfigError::Invalid { path: config_path.to_path_buf(), line: 1, message: "the users from the store do not fit into this file".into(), hint: "check the store with `list-users`".into() })?;
+        let merged =
+            text.parse::<DocumentMut>().ok().and_then(|doc| super::merge(&doc, &self.part.lock().unwrap()).ok()).ok_or_else(|| ConfigError::Invalid {
+                path: config_path.to_path_buf(),
+                line: 1,
+                message: "the users from the store do not fit into this file".into(),
+                hint: "check the store with `list-users`".into(),
+            })?;
         config::parse_str(&merged.to_string(), config_path)
     }
 
@@ -131,7 +133,9 @@ impl Fleet {
                             down_since = Some(Instant::now());
                         }
                         if stopping {
-                            tracing::warn!("stopping while the fleet store is down: this node's last counters are in its usage file and reach the store at its next start");
+                            tracing::warn!(
+                                "stopping while the fleet store is down: this node's last counters are in its usage file and reach the store at its next start"
+                            );
                             return;
                         }
                         std::thread::sleep(Duration::from_millis(500));
@@ -215,7 +219,8 @@ impl Fleet {
         let snap = shared.snapshot.load();
         let users: Vec<_> = snap.users.iter().map(|e| (e.user.clone(), e.stats.clone())).collect();
         let rows = shared.limits.usage_table(&users, now);
-        let link_host = self.settings.public_host.clone().or_else(|| snap.config.public_host.clone()).unwrap_or_else(|| crate::links::public_host(&snap.config).0);
+        let link_host =
+            self.settings.public_host.clone().or_else(|| snap.config.public_host.clone()).unwrap_or_else(|| crate::links::public_host(&snap.config).0);
         let st = &shared.stats;
         let hb = db::Heartbeat {
             node: &self.node,

@@ -272,10 +272,7 @@ pub fn reload() -> String {
     match Command::new("fail2ban-client").arg("reload").output() {
         Err(_) => "fail2ban is not installed (no fail2ban-client); nothing to reload".to_string(),
         Ok(o) if o.status.success() => "fail2ban reloaded".to_string(),
-        Ok(o) => format!(
-            "fail2ban did not reload (is it running?): {}",
-            String::from_utf8_lossy(&o.stderr).trim().lines().last().unwrap_or("no message")
-        ),
+        Ok(o) => format!("fail2ban did not reload (is it running?): {}", String::from_utf8_lossy(&o.stderr).trim().lines().last().unwrap_or("no message")),
     }
 }
 
@@ -292,7 +289,9 @@ pub fn run(config: &Path, a: Fail2banArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (name, v) in [("--findtime", &a.findtime), ("--bantime", &a.bantime)] {
-        let ok = !v.is_empty() && v.trim_end_matches(|c: char| c.is_ascii_alphabetic()).chars().all(|c| c.is_ascii_digit()) && v.starts_with(|c: char| c.is_ascii_digit());
+        let ok = !v.is_empty()
+            && v.trim_end_matches(|c: char| c.is_ascii_alphabetic()).chars().all(|c| c.is_ascii_digit())
+            && v.starts_with(|c: char| c.is_ascii_digit());
         if !ok {
             bail!("{name} `{v}` is not a fail2ban time; write e.g. 600, 10m, 1h or 1d");
         }

@@ -71,7 +71,9 @@ impl std::fmt::Display for Outcome {
             Outcome::Added { inactive: false } => write!(f, "UFW rule added"),
             Outcome::Added { inactive: true } => write!(f, "UFW rule added, but UFW is inactive: it takes effect after `ufw enable`"),
             Outcome::AlreadyPresent => write!(f, "UFW rule already present; nothing changed"),
-            Outcome::CoveredByOtherRule(r) => write!(f, "the port is already in another UFW rule (`{r}`); not adding ours, and `remove` will leave that rule alone"),
+            Outcome::CoveredByOtherRule(r) => {
+                write!(f, "the port is already in another UFW rule (`{r}`); not adding ours, and `remove` will leave that rule alone")
+            }
             Outcome::Removed(n) => write!(f, "removed {n} vless-mtproxy UFW rule(s)"),
             Outcome::NothingToRemove => write!(f, "no vless-mtproxy UFW rule for this port; nothing removed"),
         }

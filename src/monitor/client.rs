@@ -45,12 +45,27 @@ impl Response {
 }
 
 /// `method path` to `addr` (with `Host: host`), extra header lines already formatted.
-pub async fn request(addr: SocketAddr, host: &str, method: &str, path: &str, extra_headers: &[(String, String)], timeout: Duration) -> Result<Response, HttpError> {
+pub async fn request(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    extra_headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Response, HttpError> {
     request_over(addr, None, host, method, path, extra_headers, timeout).await
 }
 
 /// [`request`], over TLS when `tls` is given (the statistics listener with `[stats] tls_cert`).
-pub async fn request_over(addr: SocketAddr, tls: Option<&tokio_rustls::TlsConnector>, host: &str, method: &str, path: &str, extra_headers: &[(String, String)], timeout: Duration) -> Result<Response, HttpError> {
+pub async fn request_over(
+    addr: SocketAddr,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    host: &str,
+    method: &str,
+    path: &str,
+    extra_headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Response, HttpError> {
     let name = addr.to_string();
     let work = async {
         let tcp = TcpStream::connect(addr).await.map_err(|source| HttpError::Connect { addr: name.clone(), source })?;

@@ -87,10 +87,8 @@ async fn systemd() -> Option<Service> {
     if state != "active" && state != "activating" && state != "reloading" {
         return None;
     }
-    let pid = command_output("systemctl", &["show", "-p", "MainPID", "--value", UNIT])
-        .await
-        .and_then(|(_, t)| t.trim().parse::<u32>().ok())
-        .filter(|p| *p != 0);
+    let pid =
+        command_output("systemctl", &["show", "-p", "MainPID", "--value", UNIT]).await.and_then(|(_, t)| t.trim().parse::<u32>().ok()).filter(|p| *p != 0);
     Some(Service { running: true, manager: "systemd".into(), detail: format!("unit {UNIT}.service is {state}"), pid })
 }
 
@@ -260,34 +258,61 @@ fn middle_line(m: &MiddleReport, now: u64) -> String {
 fn render(s: &Status) -> String {
     let mut o = String::new();
     let mut line = |k: &str, v: String| o.push_str(&format!("{k:<13}{v}\n"));
-    line("service", format!("{} ({}){}", if s.service.running { "running" } else { "NOT running" }, s.service.detail, s.service.pid.map(|p| format!(", pid {p}")).unwrap_or_default()));
-    line("version", match &s.proxy_version {
-        Some(v) if *v != s.version => format!("{v} (this CLI: {})", s.version),
-        Some(v) => v.clone(),
-        None => format!("{} (CLI; the proxy did not answer)", s.version),
-    });
-    line("config", match &s.config_error {
-        None => format!("{} (valid)", s.config_path),
-        Some(e) => format!("{} INVALID: {}", s.config_path, e.lines().next().unwrap_or("")),
-    });
+    line(
+        "service",
+        format!(
+            "{} ({}){}",
+            if s.service.running { "running" } else { "NOT running" },
+            s.service.detail,
+            s.service.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+        ),
+    );
+    line(
+        "version",
+        match &s.proxy_version {
+            Some(v) if *v != s.version => format!("{v} (this CLI: {})", s.version),
+            Some(v) => v.clone(),
+            None => format!("{} (CLI; the proxy did not answer)", s.version),
+        },
+    );
+    line(
+        "config",
+        match &s.config_error {
+            None => format!("{} (valid)", s.config_path),
+            Some(e) => format!("{} INVALID: {}", s.config_path, e.lines().next().unwrap_or("")),
+        },
+    );
     line("listen", if s.listen.is_empty() { "-".into() } else { s.listen.join(", ") });
     line("link port", s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()));
-    line("users", match (s.users_enabled, s.users_disabled) {
-        (Some(e), Some(d)) => format!("{e} enabled, {d} disabled"),
-        _ => "-".into(),
-    });
+    line(
+        "users",
+        match (s.users_enabled, s.users_disabled) {
+            (Some(e), Some(d)) => format!("{e} enabled, {d} disabled"),
+            _ => "-".into(),
+        },
+    );
     line("mode", s.mode.clone().unwrap_or_else(|| "-".into()));
     if let Some(m) = &s.middle {
         line("middle-end", middle_line(m, mtproxy_core::stats::unix_now()));
     }
     line("connections", s.active_connections.map(|n| format!("{n} active")).unwrap_or_else(|| "-".into()));
     line("uptime", s.uptime_seconds.map(human_duration).unwrap_or_else(|| "-".into()));
-    line("last reload", match &s.last_reload {
-        None => "none since start".into(),
-        Some(l) if l.ok => format!("ok ({} ago)", human_duration(mtproxy_core::stats::unix_now().saturating_sub(l.at))),
-        Some(l) => format!("REFUSED ({} ago): {}", human_duration(mtproxy_core::stats::unix_now().saturating_sub(l.at)), l.error.as_deref().unwrap_or("").lines().next().unwrap_or("")),
-    });
-    line("statistics", if s.stats_reachable { format!("http://{}/stats", s.stats_endpoint) } else { format!("unreachable: {}", s.stats_error.as_deref().unwrap_or("")) });
+    line(
+        "last reload",
+        match &s.last_reload {
+            None => "none since start".into(),
+            Some(l) if l.ok => format!("ok ({} ago)", human_duration(mtproxy_core::stats::unix_now().saturating_sub(l.at))),
+            Some(l) => format!(
+                "REFUSED ({} ago): {}",
+                human_duration(mtproxy_core::stats::unix_now().saturating_sub(l.at)),
+                l.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+            ),
+        },
+    );
+    line(
+        "statistics",
+        if s.stats_reachable { format!("http://{}/stats", s.stats_endpoint) } else { format!("unreachable: {}", s.stats_error.as_deref().unwrap_or("")) },
+    );
     o
 }
 

@@ -178,7 +178,13 @@ pub fn render(r: &Report, rates: Option<&Rates>) -> String {
     header.push("LAST SEEN");
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for u in &r.users {
-        let state = if !u.configured { "removed" } else if u.enabled { "enabled" } else { "disabled" };
+        let state = if !u.configured {
+            "removed"
+        } else if u.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        };
         let seen = if u.connections_active > 0 {
             "now".to_string()
         } else {

@@ -152,7 +152,9 @@ pub fn fetch(addr: SocketAddr, sni: &str, timeout: Duration) -> Result<Presented
                 let message = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                     Some(rustls::Error::AlertReceived(a)) => format!("the server answered with the alert {a:?}"),
                     Some(other) => other.to_string(),
-                    None if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => format!("no answer within {} ms", timeout.as_millis()),
+                    None if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                        format!("no answer within {} ms", timeout.as_millis())
+                    }
                     None => e.to_string(),
                 };
                 return Err(TlsCertError::Handshake { addr, message });
@@ -168,11 +170,7 @@ pub fn fetch(addr: SocketAddr, sni: &str, timeout: Duration) -> Result<Presented
     if chain.is_empty() {
         return Err(TlsCertError::NoCertificate);
     }
-    Ok(Presented {
-        version: version.map(|v| v.as_str().unwrap_or("unknown").replace("TLSv1_", "TLSv1.")).unwrap_or_else(|| "unknown".into()),
-        group,
-        chain,
-    })
+    Ok(Presented { version: version.map(|v| v.as_str().unwrap_or("unknown").replace("TLSv1_", "TLSv1.")).unwrap_or_else(|| "unknown".into()), group, chain })
 }
 
 fn group_label(g: rustls::NamedGroup) -> String {

@@ -134,7 +134,8 @@ impl History {
 
     /// [`History::sample`] of a report (the numbers `/metrics` shows).
     pub fn sample_report(&mut self, report: &Report, now: u64) {
-        let users: Vec<(String, u64, u64)> = report.users.iter().filter(|u| u.configured).map(|u| (u.name.clone(), u.bytes_from_client, u.bytes_to_client)).collect();
+        let users: Vec<(String, u64, u64)> =
+            report.users.iter().filter(|u| u.configured).map(|u| (u.name.clone(), u.bytes_from_client, u.bytes_to_client)).collect();
         self.sample((report.bytes.from_clients, report.bytes.to_clients), &users, now);
     }
 

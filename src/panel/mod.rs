@@ -172,7 +172,13 @@ impl UserForm {
             Some("") => None,
             Some(s) => Some(s.to_string()),
         };
-        LimitFlags { max_connections: f(&self.max_connections), max_ips: f(&self.max_ips), quota: f(&self.quota), quota_reset: self.quota_reset.clone().filter(|s| !s.is_empty()), expires: f(&self.expires) }
+        LimitFlags {
+            max_connections: f(&self.max_connections),
+            max_ips: f(&self.max_ips),
+            quota: f(&self.quota),
+            quota_reset: self.quota_reset.clone().filter(|s| !s.is_empty()),
+            expires: f(&self.expires),
+        }
     }
 
     fn kind(&self) -> Result<KindFlags> {
@@ -290,7 +296,8 @@ impl Panel {
         if api == "logout" {
             self.sessions.end(cookie.as_deref());
             let mut r = json_reply(&json!({ "ok": true }));
-            r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&auth::set_cookie("", Duration::ZERO, secure)).map_err(|e| PanelError::Internal(e.to_string()))?);
+            r.headers_mut()
+                .insert(SET_COOKIE, HeaderValue::from_str(&auth::set_cookie("", Duration::ZERO, secure)).map_err(|e| PanelError::Internal(e.to_string()))?);
             return Ok(r);
         }
         let form: UserForm = read_json(req).await?;
@@ -442,7 +449,9 @@ fn allowed_host(host: Option<&str>, allowed: &[String]) -> bool {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T> {
@@ -456,7 +465,8 @@ async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Resu
         .map_err(|_| PanelError::BadRequest(format!("the body is larger than {MAX_BODY} bytes or broken")))?
         .to_bytes();
     // Not serde's message: it may quote a value (a password).
-    serde_json::from_slice(&body).map_err(|e| PanelError::BadRequest(format!("not the expected JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column())))
+    serde_json::from_slice(&body)
+        .map_err(|e| PanelError::BadRequest(format!("not the expected JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column())))
 }
 
 /// The [`Mount`] handle the statistics listener holds.
@@ -510,7 +520,10 @@ mod tests {
     fn limits_form_maps_empty_fields() {
         let f = UserForm { max_connections: Some("".into()), max_ips: Some(" 4 ".into()), quota: None, quota_reset: Some("".into()), ..Default::default() };
         let clear = f.limits(true);
-        assert_eq!((clear.max_connections.as_deref(), clear.max_ips.as_deref(), clear.quota.as_deref(), clear.quota_reset.as_deref()), (Some("none"), Some("4"), None, None));
+        assert_eq!(
+            (clear.max_connections.as_deref(), clear.max_ips.as_deref(), clear.quota.as_deref(), clear.quota_reset.as_deref()),
+            (Some("none"), Some("4"), None, None)
+        );
         let add = f.limits(false);
         assert_eq!(add.max_connections, None);
         assert!(UserForm { kind: "xx".into(), ..Default::default() }.kind().is_err());

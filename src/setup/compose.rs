@@ -199,8 +199,11 @@ fn external_check(path: &Path) -> Result<(), String> {
 }
 
 fn write_checked(path: &Path, before: &str, after: &str, ours: Option<&str>, backup_dir: &Path) -> Result<Outcome, ComposeError> {
-    validate(before, after, ours).map_err(|message| ComposeError::Refused { path: path.to_path_buf(), message: format!("the edit would not be valid: {message}") })?;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).map_err(|source| FileError::Io { path: path.to_path_buf(), action: "reading", source })?.permissions()) & 0o7777;
+    validate(before, after, ours)
+        .map_err(|message| ComposeError::Refused { path: path.to_path_buf(), message: format!("the edit would not be valid: {message}") })?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(path).map_err(|source| FileError::Io { path: path.to_path_buf(), action: "reading", source })?.permissions(),
+    ) & 0o7777;
     let backup = files::backup(path, backup_dir)?;
     files::write_if_changed(path, after.as_bytes(), mode, None)?;
     if let Err(message) = external_check(path) {
@@ -232,7 +235,8 @@ pub fn remove_from_existing(path: &Path, backup_dir: &Path) -> Result<Outcome, C
 
 /// Our own compose file, holding only the proxy.
 pub fn write_own(path: &Path, block: &str) -> Result<Outcome, ComposeError> {
-    let text = format!("# Compose file of vless-mtproxy, written by `vless-mtproxy setup`.\n# Start: docker compose -f {} up -d\nservices:\n{block}", path.display());
+    let text =
+        format!("# Compose file of vless-mtproxy, written by `vless-mtproxy setup`.\n# Start: docker compose -f {} up -d\nservices:\n{block}", path.display());
     parse(&text).map_err(|message| ComposeError::Refused { path: path.to_path_buf(), message })?;
     Ok(if files::write_if_changed(path, text.as_bytes(), 0o644, None)? { Outcome::Written { backup: None } } else { Outcome::Unchanged })
 }

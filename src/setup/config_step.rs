@@ -142,7 +142,14 @@ pub fn run_cli_with_input(binary: &Path, config_file: &Path, args: &[String], in
     }
 }
 
-pub fn apply(path: &Path, answers: &Answers, first_user: &str, owner: Option<(u32, u32)>, binary: &Path, state_dir: &str) -> Result<ConfigOutcome, ConfigStepError> {
+pub fn apply(
+    path: &Path,
+    answers: &Answers,
+    first_user: &str,
+    owner: Option<(u32, u32)>,
+    binary: &Path,
+    state_dir: &str,
+) -> Result<ConfigOutcome, ConfigStepError> {
     let mut outcome = ConfigOutcome::default();
     let Some(existing) = load_existing(path)? else {
         let text = fresh_text(answers, first_user, &config::generate_secret(), state_dir);
@@ -203,7 +210,6 @@ pub fn first_user(cfg: &Config) -> Option<&config::User> {
     cfg.users.iter().find(|u| u.enabled)
 }
 
-
 /// Add the `[upstream]` block for Xray's SOCKS inbound to the file, unless it has upstream
 /// servers already (then it is left alone and the admin is told). There is no operator command
 /// for `[upstream]`, so this appends text; the whole result is validated before it is written.
@@ -230,7 +236,8 @@ mod tests {
         let path = dir.path().join("config.toml");
         let s = Secret::from_bytes([7; 16]);
         std::fs::write(&path, fresh_text(&Answers::default(), "default", &s, "/var/lib/x")).unwrap();
-        let inbound = crate::setup::xray::SocksInbound { address: "127.0.0.1:10808".into(), tag: Some("socks-in".into()), credentials: Some(("tg".into(), "pw".into())) };
+        let inbound =
+            crate::setup::xray::SocksInbound { address: "127.0.0.1:10808".into(), tag: Some("socks-in".into()), credentials: Some(("tg".into(), "pw".into())) };
         let xray = Path::new("/opt/vless/config/xray_config.json");
         let said = route_via_xray(&path, xray, &inbound, None).unwrap();
         assert!(said.contains("[upstream] added"), "{said}");
@@ -247,7 +254,15 @@ mod tests {
     fn fresh_text_validates_for_every_kind() {
         let s = Secret::from_bytes([7; 16]);
         for (kind, domain) in [(Kind::Classic, None), (Kind::Dd, None), (Kind::Ee, Some("www.example.com".to_string()))] {
-            let a = Answers { port: 9443, workers: 3, kind, domain, ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: Some("203.0.113.7".into()), own: None };
+            let a = Answers {
+                port: 9443,
+                workers: 3,
+                kind,
+                domain,
+                ad_tag: Some("0123456789abcdef0123456789abcdef".into()),
+                public_host: Some("203.0.113.7".into()),
+                own: None,
+            };
             let text = fresh_text(&a, "default", &s, "/var/lib/vless-mtproxy");
             assert!(text.contains("pid_file = \"/var/lib/vless-mtproxy/proxy.pid\"") && text.contains("usage_file = \"/var/lib/vless-mtproxy/usage\""));
             let cfg = config::parse_str(&text, Path::new("t")).unwrap();
@@ -271,7 +286,14 @@ mod tests {
             behind_haproxy: false,
             replace_site: false,
         };
-        let a = Answers { port: 443, kind: Kind::Ee, domain: Some(own.domain.clone()), public_host: Some(own.domain.clone()), own: Some(Box::new(own.clone())), ..Answers::default() };
+        let a = Answers {
+            port: 443,
+            kind: Kind::Ee,
+            domain: Some(own.domain.clone()),
+            public_host: Some(own.domain.clone()),
+            own: Some(Box::new(own.clone())),
+            ..Answers::default()
+        };
         let cfg = config::parse_str(&fresh_text(&a, "default", &s, "/d"), Path::new("t")).unwrap();
         assert_eq!(cfg.fronting.mask_host.as_ref().map(|m| m.to_string()).as_deref(), Some("127.0.0.1:10443"));
         assert!(cfg.fronting.enabled && cfg.public_host.as_deref() == Some("cover.example.org"));

@@ -30,9 +30,7 @@ pub fn is_root() -> bool {
 
 /// Whether `program` is on PATH.
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
 
 /// Whether a command runs and succeeds within `limit` (output discarded).
@@ -72,10 +70,18 @@ pub fn systemd_running() -> bool {
 /// else Podman, else systemd.
 pub fn resolve_runtime(wanted: Option<Runtime>) -> Result<Runtime, HostError> {
     match wanted {
-        Some(Runtime::Docker) if !on_path("docker") => Err(HostError::Missing("docker", "the `docker` command is not installed (or use --runtime podman|systemd)".into())),
-        Some(Runtime::Docker) if !docker_works() => Err(HostError::Missing("docker engine", "`docker info` fails: start the Docker daemon (or use --runtime podman|systemd)".into())),
-        Some(Runtime::Podman) if !podman_present() => Err(HostError::Missing("podman", "the `podman` command is not installed (apt-get install podman)".into())),
-        Some(Runtime::Systemd) if !systemd_running() => Err(HostError::Missing("systemd", "this host was not booted with systemd (/run/systemd/system is absent); use a container runtime".into())),
+        Some(Runtime::Docker) if !on_path("docker") => {
+            Err(HostError::Missing("docker", "the `docker` command is not installed (or use --runtime podman|systemd)".into()))
+        }
+        Some(Runtime::Docker) if !docker_works() => {
+            Err(HostError::Missing("docker engine", "`docker info` fails: start the Docker daemon (or use --runtime podman|systemd)".into()))
+        }
+        Some(Runtime::Podman) if !podman_present() => {
+            Err(HostError::Missing("podman", "the `podman` command is not installed (apt-get install podman)".into()))
+        }
+        Some(Runtime::Systemd) if !systemd_running() => {
+            Err(HostError::Missing("systemd", "this host was not booted with systemd (/run/systemd/system is absent); use a container runtime".into()))
+        }
         Some(r) => Ok(r),
         None if docker_works() => Ok(Runtime::Docker),
         None if podman_present() => Ok(Runtime::Podman),

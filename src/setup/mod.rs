@@ -320,7 +320,11 @@ fn xray_choice(args: &SetupArgs, paths: &Paths, interactive: bool, published: bo
     let Some((source, inbound)) = found else {
         if args.upstream_xray {
             let looked = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-            return Err(Invalid(format!("--upstream-xray: no `socks` inbound on a loopback address was found in Xray's config (looked at: {}); pass --xray-config FILE", if looked.is_empty() { "nothing: no VLESS stack here".into() } else { looked })).into());
+            return Err(Invalid(format!(
+                "--upstream-xray: no `socks` inbound on a loopback address was found in Xray's config (looked at: {}); pass --xray-config FILE",
+                if looked.is_empty() { "nothing: no VLESS stack here".into() } else { looked }
+            ))
+            .into());
         }
         return Ok(None);
     };
@@ -338,7 +342,9 @@ fn xray_choice(args: &SetupArgs, paths: &Paths, interactive: bool, published: bo
     }
     if published {
         // A container with published ports has its own loopback: Xray's inbound is not there.
-        return Err(Invalid(format!("routing through Xray's inbound {} needs the host network: run setup with --network host (the default)", inbound.address)).into());
+        return Err(
+            Invalid(format!("routing through Xray's inbound {} needs the host network: run setup with --network host (the default)", inbound.address)).into()
+        );
     }
     println!("  upstream        Xray SOCKS inbound {} ({})", inbound.address, source.display());
     Ok(Some((source, inbound)))
@@ -368,7 +374,10 @@ pub fn run(args: SetupArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             if !rendering && state_file.exists() {
-                eprintln!("Fix the cause and run setup again, or undo what was done: vless-mtproxy uninstall --data-dir {}", state_file.parent().and_then(|p| p.parent()).unwrap_or(Path::new("/")).display());
+                eprintln!(
+                    "Fix the cause and run setup again, or undo what was done: vless-mtproxy uninstall --data-dir {}",
+                    state_file.parent().and_then(|p| p.parent()).unwrap_or(Path::new("/")).display()
+                );
             }
             ExitCode::from(e.exit_code())
         }
@@ -437,7 +446,10 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
         }
     } else {
         if taken(answers.port) && answers.own.is_some() && answers.port == 443 {
-            return Err(Invalid("port 443 is already in use by another program (HAProxy, a web server?): free it, or put the proxy behind HAProxy with --behind-haproxy".into()).into());
+            return Err(Invalid(
+                "port 443 is already in use by another program (HAProxy, a web server?): free it, or put the proxy behind HAProxy with --behind-haproxy".into(),
+            )
+            .into());
         }
         if taken(answers.port) {
             return Err(SetupError::Other(format!("port {} is already in use by another program on this host; choose another with --port", answers.port)));
@@ -452,7 +464,11 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
     if let Some(own) = &answers.own {
         if let Cover::Nginx { port, .. } = &own.cover {
             if !host::on_path("nginx") {
-                return Err(host::HostError::Missing("nginx", "the cover site needs a web server: apt-get install nginx (or name yours with --cover HOST:PORT)".into()).into());
+                return Err(host::HostError::Missing(
+                    "nginx",
+                    "the cover site needs a web server: apt-get install nginx (or name yours with --cover HOST:PORT)".into(),
+                )
+                .into());
             }
             let ours_before = previous_own.as_ref().and_then(|p| p.cover_port) == Some(*port);
             if *port == answers.port {
@@ -592,8 +608,16 @@ fn run_inner(args: SetupArgs) -> Result<ExitCode, SetupError> {
 
 /// The own-domain step: the nginx site (or a check of the operator's web server), and the
 /// HAProxy lines when the proxy goes behind HAProxy. Returns the record for uninstall.
-fn own_domain_step(own: &OwnDomain, nginx: &owndomain::NginxPaths, site_is_ours: bool, previous: Option<&OwnDomainState>, paths: &Paths, steps: &Steps) -> Result<OwnDomainState, SetupError> {
-    let mut st = OwnDomainState { domain: own.domain.clone(), cert: own.cert.clone(), key: own.key.clone(), behind_haproxy: own.behind_haproxy, ..Default::default() };
+fn own_domain_step(
+    own: &OwnDomain,
+    nginx: &owndomain::NginxPaths,
+    site_is_ours: bool,
+    previous: Option<&OwnDomainState>,
+    paths: &Paths,
+    steps: &Steps,
+) -> Result<OwnDomainState, SetupError> {
+    let mut st =
+        OwnDomainState { domain: own.domain.clone(), cert: own.cert.clone(), key: own.key.clone(), behind_haproxy: own.behind_haproxy, ..Default::default() };
     match &own.cover {
         Cover::Nginx { port, content } => {
             let applied = owndomain::apply_nginx(own, nginx, *port, content, site_is_ours, &paths.backup_dir())?;
@@ -720,7 +744,11 @@ fn install_binary(exe: &Path, paths: &Paths) -> Result<(Vec<PathBuf>, bool), Set
         let link = paths.install_dir.join(name);
         if std::fs::read_link(&link).ok().as_deref() != Some(Path::new("vless-mtproxy")) {
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink("vless-mtproxy", &link).map_err(|source| files::FileError::Io { path: link.clone(), action: "creating the link", source })?;
+            std::os::unix::fs::symlink("vless-mtproxy", &link).map_err(|source| files::FileError::Io {
+                path: link.clone(),
+                action: "creating the link",
+                source,
+            })?;
         }
         out.push(link);
     }
@@ -745,7 +773,10 @@ fn render_files(dir: &Path, paths: &Paths, answers: &Answers, serve: &[String], 
 
 fn print_finish(paths: &Paths, rt: Runtime, state: &InstallState) {
     let cfg_file = paths.config_file();
-    println!("\nThe proxy is running ({}).", if rt.is_container() { format!("container {SERVICE}, {}", rt.name()) } else { "systemd unit vless-mtproxy".into() });
+    println!(
+        "\nThe proxy is running ({}).",
+        if rt.is_container() { format!("container {SERVICE}, {}", rt.name()) } else { "systemd unit vless-mtproxy".into() }
+    );
     match mtproxy_core::config::load(&cfg_file) {
         Ok(cfg) => {
             if let Some(u) = config_step::first_user(&cfg) {

@@ -103,7 +103,12 @@ impl OwnDomain {
             Cover::Existing(hp) => format!("your web server at {hp}"),
         };
         let layout = if self.behind_haproxy { "behind HAProxy on 443 (SNI routing)" } else { "the proxy alone on 443" };
-        format!("  own domain      {}\n  certificate     {}\n  key             {}\n  cover site      {cover}\n  layout          {layout}\n", self.domain, self.cert.display(), self.key.display())
+        format!(
+            "  own domain      {}\n  certificate     {}\n  key             {}\n  cover site      {cover}\n  layout          {layout}\n",
+            self.domain,
+            self.cert.display(),
+            self.key.display()
+        )
     }
 }
 
@@ -122,7 +127,9 @@ pub fn parse_cover(text: &str, port: u16, content: Content) -> Result<Cover, Inv
     }
     let hp = match t.parse::<u16>() {
         Ok(p) if p > 0 => HostPort { host: "127.0.0.1".into(), port: p },
-        _ => HostPort::parse(t).map_err(|m| Invalid(format!("the cover web server: {m}; write nginx, or the PORT / HOST:PORT of a web server on this host that serves the domain")))?,
+        _ => HostPort::parse(t).map_err(|m| {
+            Invalid(format!("the cover web server: {m}; write nginx, or the PORT / HOST:PORT of a web server on this host that serves the domain"))
+        })?,
     };
     Ok(Cover::Existing(hp))
 }
@@ -139,14 +146,21 @@ pub fn parse_content(text: &str) -> Result<Content, Invalid> {
     }
     let p = Path::new(t);
     if !p.is_absolute() || t.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}' || c == '"' || c == '\'') {
-        return Err(Invalid(format!("`{t}` is neither an absolute folder without spaces (e.g. {DEFAULT_SITE_ROOT}) nor an http:// address of a site to proxy to")));
+        return Err(Invalid(format!(
+            "`{t}` is neither an absolute folder without spaces (e.g. {DEFAULT_SITE_ROOT}) nor an http:// address of a site to proxy to"
+        )));
     }
     Ok(Content::Root(p.to_path_buf()))
 }
 
 /// Check the certificate alone: readable, for the domain, not expired. Returns a summary line.
 pub fn check_cert(cert: &Path, domain: &str) -> Result<String, Invalid> {
-    let text = std::fs::read(cert).map_err(|e| Invalid(format!("{}: cannot read the certificate: {e}; give the full-chain PEM file (certbot: /etc/letsencrypt/live/{domain}/fullchain.pem)", cert.display())))?;
+    let text = std::fs::read(cert).map_err(|e| {
+        Invalid(format!(
+            "{}: cannot read the certificate: {e}; give the full-chain PEM file (certbot: /etc/letsencrypt/live/{domain}/fullchain.pem)",
+            cert.display()
+        ))
+    })?;
     use rustls_pki_types::pem::PemObject;
     let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&text).filter_map(Result::ok).collect();
     let Some(leaf) = chain.first() else {
@@ -154,7 +168,11 @@ pub fn check_cert(cert: &Path, domain: &str) -> Result<String, Invalid> {
     };
     let info = tlscert::inspect(leaf, domain).map_err(|e| Invalid(format!("{}: {e}", cert.display())))?;
     if !info.matches {
-        return Err(Invalid(format!("{} is a certificate for {}, not {domain}: get one for the domain (certbot certonly -d {domain}) or give its path", cert.display(), info.names())));
+        return Err(Invalid(format!(
+            "{} is a certificate for {}, not {domain}: get one for the domain (certbot certonly -d {domain}) or give its path",
+            cert.display(),
+            info.names()
+        )));
     }
     let now = tlscert::now_unix();
     if now >= info.not_after {
@@ -206,7 +224,11 @@ impl NginxPaths {
 
 fn run(program: &str, args: &[&str]) -> Result<std::process::Output, OwnDomainError> {
     let shown = format!("{program} {}", args.join(" "));
-    let out = Command::new(program).args(args).stdin(Stdio::null()).output().map_err(|e| OwnDomainError::Command { command: shown.clone(), detail: e.to_string() })?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| OwnDomainError::Command { command: shown.clone(), detail: e.to_string() })?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -216,7 +238,11 @@ fn run(program: &str, args: &[&str]) -> Result<std::process::Output, OwnDomainEr
 
 /// `nginx -v` (it writes to stderr): `nginx version: nginx/1.22.1`.
 pub fn nginx_version() -> Result<(u32, u32, u32), OwnDomainError> {
-    let out = Command::new("nginx").arg("-v").stdin(Stdio::null()).output().map_err(|e| OwnDomainError::Command { command: "nginx -v".into(), detail: e.to_string() })?;
+    let out = Command::new("nginx")
+        .arg("-v")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| OwnDomainError::Command { command: "nginx -v".into(), detail: e.to_string() })?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     parse_nginx_version(&text).ok_or_else(|| OwnDomainError::Command { command: "nginx -v".into(), detail: format!("unexpected answer: {}", text.trim()) })
 }
@@ -330,7 +356,11 @@ pub fn apply_nginx(plan: &OwnDomain, nginx: &NginxPaths, port: u16, content: &Co
     if let Err(e) = run("nginx", &["-t", "-q", "-c", &conf]) {
         let restored = match &before {
             Some(old) => files::write_if_changed(&file, old, 0o644, None).map(|_| format!("{} was put back as it was", file.display())),
-            None => std::fs::remove_file(&file).map(|_| format!("{} was removed again", file.display())).map_err(|source| FileError::Io { path: file.clone(), action: "removing", source }),
+            None => std::fs::remove_file(&file).map(|_| format!("{} was removed again", file.display())).map_err(|source| FileError::Io {
+                path: file.clone(),
+                action: "removing",
+                source,
+            }),
         }?;
         let detail = match e {
             OwnDomainError::Command { detail, .. } => detail,
@@ -372,10 +402,19 @@ pub fn verify_cover(plan: &OwnDomain, addr: SocketAddr) -> Result<(), OwnDomainE
                 return match tlscert::fetch(addr, &probe, Duration::from_secs(3)) {
                     Err(_) => Ok(()),
                     Ok(_) if matches!(plan.cover, Cover::Existing(_)) => Ok(()),
-                    Ok(_) => Err(fail(format!("it completes a handshake for the unknown name {probe}; the default server must refuse it (ssl_reject_handshake on)"))),
+                    Ok(_) => {
+                        Err(fail(format!("it completes a handshake for the unknown name {probe}; the default server must refuse it (ssl_reject_handshake on)")))
+                    }
                 };
             }
-            Ok(p) => last = format!("it presents another certificate than {} for {}: {}", plan.cert.display(), plan.domain, p.chain.first().and_then(|c| tlscert::inspect(c, &plan.domain).ok()).map(|i| i.names()).unwrap_or_default()),
+            Ok(p) => {
+                last = format!(
+                    "it presents another certificate than {} for {}: {}",
+                    plan.cert.display(),
+                    plan.domain,
+                    p.chain.first().and_then(|c| tlscert::inspect(c, &plan.domain).ok()).map(|i| i.names()).unwrap_or_default()
+                )
+            }
             Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -388,10 +427,12 @@ pub fn verify_cover(plan: &OwnDomain, addr: SocketAddr) -> Result<(), OwnDomainE
 pub fn remove(site_file: &Path, backup: Option<&Path>, site_root: Option<&Path>, conf: &Path, started: bool) -> Vec<String> {
     let mut done = Vec::new();
     match backup {
-        Some(b) => match std::fs::read(b).map_err(|e| e.to_string()).and_then(|old| files::write_if_changed(site_file, &old, 0o644, None).map_err(|e| e.to_string())) {
-            Ok(_) => done.push(format!("put back your {} from {}", site_file.display(), b.display())),
-            Err(e) => done.push(format!("warning: restoring {}: {e}", site_file.display())),
-        },
+        Some(b) => {
+            match std::fs::read(b).map_err(|e| e.to_string()).and_then(|old| files::write_if_changed(site_file, &old, 0o644, None).map_err(|e| e.to_string())) {
+                Ok(_) => done.push(format!("put back your {} from {}", site_file.display(), b.display())),
+                Err(e) => done.push(format!("warning: restoring {}: {e}", site_file.display())),
+            }
+        }
         None => match std::fs::remove_file(site_file) {
             Ok(()) => done.push(format!("removed {}", site_file.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -407,7 +448,11 @@ pub fn remove(site_file: &Path, backup: Option<&Path>, site_root: Option<&Path>,
     }
     if host::on_path("nginx") {
         let c = conf.display().to_string();
-        let r = if started { run("nginx", &["-c", &c, "-s", "quit"]).map(|_| "stopped nginx (setup had started it)") } else { run("nginx", &["-c", &c, "-s", "reload"]).map(|_| "nginx reloaded") };
+        let r = if started {
+            run("nginx", &["-c", &c, "-s", "quit"]).map(|_| "stopped nginx (setup had started it)")
+        } else {
+            run("nginx", &["-c", &c, "-s", "reload"]).map(|_| "nginx reloaded")
+        };
         match r {
             Ok(m) => done.push(m.to_string()),
             Err(e) if started => done.push(format!("nginx was not stopped: {e}")),
@@ -444,7 +489,12 @@ mod tests {
         let p = plan(Content::Root("/var/www/x".into()));
         let t = site_text(&p, 10443, &Content::Root("/var/www/x".into()), (1, 22, 1));
         assert!(t.starts_with(SITE_MARK), "{t}");
-        assert!(t.contains("listen 127.0.0.1:10443 ssl http2 default_server;\n    server_name _;\n    ssl_reject_handshake on;\n    ssl_protocols TLSv1.2 TLSv1.3;"), "{t}");
+        assert!(
+            t.contains(
+                "listen 127.0.0.1:10443 ssl http2 default_server;\n    server_name _;\n    ssl_reject_handshake on;\n    ssl_protocols TLSv1.2 TLSv1.3;"
+            ),
+            "{t}"
+        );
         assert!(t.contains("server_name cover.test;") && t.contains("ssl_certificate /etc/letsencrypt/live/cover.test/fullchain.pem;"));
         assert!(t.contains("ssl_protocols TLSv1.2 TLSv1.3;") && t.contains("ssl_ecdh_curve X25519:"));
         assert!(t.contains("root /var/www/x;"));

@@ -30,11 +30,8 @@ pub enum RuntimeError {
 /// Run a command, returning its output, or an error that shows the command and its stderr.
 pub fn run(program: &str, args: &[String]) -> Result<Output, RuntimeError> {
     let shown = format!("{program} {}", args.join(" "));
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| RuntimeError::Command { command: shown.clone(), detail: e.to_string() })?;
+    let out =
+        Command::new(program).args(args).stdin(Stdio::null()).output().map_err(|e| RuntimeError::Command { command: shown.clone(), detail: e.to_string() })?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -73,7 +70,8 @@ pub fn build_image(rt: Runtime, paths: &Paths) -> Result<String, RuntimeError> {
     }
     args.extend(["-t".to_string(), IMAGE.to_string(), "-f".to_string(), ctx.join("Containerfile").display().to_string(), ctx.display().to_string()]);
     run(rt.name(), &args)?;
-    stdout_of(rt.name(), &["image", "inspect", "--format", "{{.Id}}", IMAGE]).ok_or_else(|| RuntimeError::Command { command: format!("{} image inspect {IMAGE}", rt.name()), detail: "the image just built is not there".into() })
+    stdout_of(rt.name(), &["image", "inspect", "--format", "{{.Id}}", IMAGE])
+        .ok_or_else(|| RuntimeError::Command { command: format!("{} image inspect {IMAGE}", rt.name()), detail: "the image just built is not there".into() })
 }
 
 fn docker_compose_available() -> bool {

@@ -130,7 +130,11 @@ impl ContainerSpec {
     /// The service block for a compose file (two-space indented under `services:`).
     pub fn compose_service(&self, paths: &Paths) -> Result<String, TemplateError> {
         let network = if self.publish { format!("    ports:\n      - \"{0}:{0}/tcp\"", self.port) } else { "    network_mode: host".to_string() };
-        let cap_add = if self.needs_bind_cap() { "    cap_add: [\"NET_BIND_SERVICE\"]".to_string() } else { "    # cap_add: [\"NET_BIND_SERVICE\"]   # only for a port below 1024".to_string() };
+        let cap_add = if self.needs_bind_cap() {
+            "    cap_add: [\"NET_BIND_SERVICE\"]".to_string()
+        } else {
+            "    # cap_add: [\"NET_BIND_SERVICE\"]   # only for a port below 1024".to_string()
+        };
         let command = format!("[{}]", self.serve.iter().map(|s| yaml_quote(s)).collect::<Vec<_>>().join(", "));
         let values = BTreeMap::from([
             ("SERVICE", SERVICE.to_string()),
@@ -186,7 +190,9 @@ mod tests {
         let mut a = Answers { kind: Kind::Dd, ..Answers::default() };
         let high = unit(&paths(), &a, &[]).unwrap();
         assert!(high.contains("\nCapabilityBoundingSet=\n"), "{high}");
-        assert!(high.contains("ExecStart=/usr/local/bin/vless-mtproxy --config /opt/vless/config/mtproxy/config.toml serve --log-file /opt/vless/logs/mtproxy/proxy.log\n"));
+        assert!(high.contains(
+            "ExecStart=/usr/local/bin/vless-mtproxy --config /opt/vless/config/mtproxy/config.toml serve --log-file /opt/vless/logs/mtproxy/proxy.log\n"
+        ));
         assert!(high.contains("NoNewPrivileges=yes") && high.contains("ProtectSystem=strict") && high.contains("Restart=always"));
         a.port = 443;
         let low = unit(&paths(), &a, &["--dc-override".into(), "*=127.0.0.1:5000".into()]).unwrap();

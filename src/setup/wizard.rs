@@ -38,7 +38,11 @@ pub struct OwnCtx<'a> {
 impl OwnCtx<'_> {
     #[cfg(test)]
     pub fn none() -> OwnCtx<'static> {
-        OwnCtx { points_here: &|_| false, certbot: &|d| owndomain::certbot_paths(std::path::Path::new(owndomain::DEFAULT_LETSENCRYPT_DIR), d), site_conflict: &|| None }
+        OwnCtx {
+            points_here: &|_| false,
+            certbot: &|d| owndomain::certbot_paths(std::path::Path::new(owndomain::DEFAULT_LETSENCRYPT_DIR), d),
+            site_conflict: &|| None,
+        }
     }
 }
 
@@ -94,7 +98,13 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
     }
 
     /// The own-domain questions: certificate, key, cover web server, layout.
-    fn own_domain(&mut self, domain: &str, defaults: Option<&OwnDomain>, port_taken: &dyn Fn(u16) -> bool, ctx: &OwnCtx<'_>) -> Result<Option<(OwnDomain, u16)>, WizardError> {
+    fn own_domain(
+        &mut self,
+        domain: &str,
+        defaults: Option<&OwnDomain>,
+        port_taken: &dyn Fn(u16) -> bool,
+        ctx: &OwnCtx<'_>,
+    ) -> Result<Option<(OwnDomain, u16)>, WizardError> {
         let (cb_cert, cb_key) = (ctx.certbot)(domain);
         let d_cert = defaults.map(|o| o.cert.clone()).unwrap_or(cb_cert);
         let d_key = defaults.map(|o| o.key.clone()).unwrap_or(cb_key);
@@ -107,13 +117,20 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             let p = PathBuf::from(s.trim());
             owndomain::check_pair(&cert, &p, domain).map(|_| p)
         })?;
-        writeln!(self.out, "The cover site: nginx (setup writes a site for {domain} on 127.0.0.1), or the PORT / HOST:PORT of a web server here that already serves it.")?;
+        writeln!(
+            self.out,
+            "The cover site: nginx (setup writes a site for {domain} on 127.0.0.1), or the PORT / HOST:PORT of a web server here that already serves it."
+        )?;
         let (d_cover, d_port, d_content) = match defaults.map(|o| &o.cover) {
             Some(Cover::Existing(hp)) => (hp.to_string(), owndomain::DEFAULT_COVER_PORT, owndomain::DEFAULT_SITE_ROOT.to_string()),
-            Some(Cover::Nginx { port, content }) => ("nginx".to_string(), *port, match content {
-                Content::Root(d) => d.display().to_string(),
-                Content::Proxy(u) => u.clone(),
-            }),
+            Some(Cover::Nginx { port, content }) => (
+                "nginx".to_string(),
+                *port,
+                match content {
+                    Content::Root(d) => d.display().to_string(),
+                    Content::Proxy(u) => u.clone(),
+                },
+            ),
             None => ("nginx".to_string(), owndomain::DEFAULT_COVER_PORT, owndomain::DEFAULT_SITE_ROOT.to_string()),
         };
         let placeholder = Content::Root(PathBuf::new());
@@ -131,7 +148,11 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             let content = self.ask("Site content: a folder of static pages, or the http:// address of your fake site", &d_content, owndomain::parse_content)?;
             cover = Cover::Nginx { port, content };
             if let Some(f) = (ctx.site_conflict)() {
-                replace_site = self.ask(&format!("{} exists and was not written by setup: replace it (a backup is kept and put back by uninstall)? (y/n)", f.display()), "n", |s| options::parse_yes_no(s, false))?;
+                replace_site = self.ask(
+                    &format!("{} exists and was not written by setup: replace it (a backup is kept and put back by uninstall)? (y/n)", f.display()),
+                    "n",
+                    |s| options::parse_yes_no(s, false),
+                )?;
                 if !replace_site {
                     writeln!(self.out, "Keeping {}.", f.display())?;
                     return Ok(None);
@@ -191,7 +212,11 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                 match self.own_domain(&domain, defaults.own.as_deref(), port_taken, ctx)? {
                     Some((o, p)) => {
                         if p != port {
-                            writeln!(self.out, "The proxy listens on port {p} ({}).", if o.behind_haproxy { "127.0.0.1, behind HAProxy" } else { "own domain, alone on 443" })?;
+                            writeln!(
+                                self.out,
+                                "The proxy listens on port {p} ({}).",
+                                if o.behind_haproxy { "127.0.0.1, behind HAProxy" } else { "own domain, alone on 443" }
+                            )?;
                         }
                         port = p;
                         own = Some(Box::new(o));
@@ -274,7 +299,15 @@ mod tests {
     fn bad_answers_are_asked_again_and_ee_asks_the_domain() {
         let taken = |p: u16| p == 9000;
         let (r, out) = drive("y\n70000\n9000\n9443\nx\n2\nee\nlocalhost\nwww.example.com\nnothex\n0123456789abcdef0123456789abcdef\ny\n", &taken);
-        let want = Answers { port: 9443, workers: 2, kind: Kind::Ee, domain: Some("www.example.com".into()), ad_tag: Some("0123456789abcdef0123456789abcdef".into()), public_host: None, own: None };
+        let want = Answers {
+            port: 9443,
+            workers: 2,
+            kind: Kind::Ee,
+            domain: Some("www.example.com".into()),
+            ad_tag: Some("0123456789abcdef0123456789abcdef".into()),
+            public_host: None,
+            own: None,
+        };
         assert_eq!(r.unwrap(), WizardResult::Proceed(want));
         assert!(out.contains("`70000` is not a port"));
         assert!(out.contains("port 9000 is already in use"));

@@ -144,15 +144,7 @@ fn main() -> ExitCode {
         eprintln!("bench: creating {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let settings = scenarios::Settings {
-        smoke,
-        workers,
-        bytes: mib.unwrap_or(if smoke { 2 } else { 512 }) << 20,
-        only,
-        proxy_bin,
-        dir: dir.clone(),
-        nofile,
-    };
+    let settings = scenarios::Settings { smoke, workers, bytes: mib.unwrap_or(if smoke { 2 } else { 512 }) << 20, only, proxy_bin, dir: dir.clone(), nofile };
     let code = run(settings);
     let _ = std::fs::remove_dir_all(&dir);
     code

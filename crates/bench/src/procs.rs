@@ -97,7 +97,16 @@ pub fn start_proxy(bin: &Path, dir: &Path, addr: SocketAddr, dc: SocketAddr, wor
 
 /// [`start_proxy`] with more configuration sections.
 #[allow(clippy::too_many_arguments)] // the scenario's knobs, passed straight through
-pub fn start_proxy_with(bin: &Path, dir: &Path, addr: SocketAddr, dc: SocketAddr, workers: usize, kind: Kind, users: &[Secret], extra: &str) -> io::Result<Proc> {
+pub fn start_proxy_with(
+    bin: &Path,
+    dir: &Path,
+    addr: SocketAddr,
+    dc: SocketAddr,
+    workers: usize,
+    kind: Kind,
+    users: &[Secret],
+    extra: &str,
+) -> io::Result<Proc> {
     let path: PathBuf = dir.join(format!("proxy-{}.toml", addr.port()));
     let _ = std::fs::remove_file(&path);
     {

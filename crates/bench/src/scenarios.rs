@@ -335,7 +335,13 @@ impl Bench {
     /// [`Bench::handshakes`] against a target already started with `users` users.
     pub async fn handshakes_on(&mut self, t: &Target, users: usize, clients: Clients) -> Res<()> {
         let kind = t.kind;
-        let count: usize = if self.s.smoke { 10 } else if users >= 1000 { 600 } else { 3000 };
+        let count: usize = if self.s.smoke {
+            10
+        } else if users >= 1000 {
+            600
+        } else {
+            3000
+        };
         let par = 8;
         // Warm-up (runtime threads, allocator).
         drop(open_many(t, 8, 8, Some((b'E', 0))).await?);
@@ -489,9 +495,7 @@ impl Bench {
         let mut rows = Vec::new();
         for dir in ["up", "down"] {
             for conns in [1, 16, 256] {
-                let row = |target: &str| {
-                    find(&|v| v["scenario"] == "throughput" && v["target"] == target && v["dir"] == dir && v["conns"] == conns)
-                };
+                let row = |target: &str| find(&|v| v["scenario"] == "throughput" && v["target"] == target && v["dir"] == dir && v["conns"] == conns);
                 // The floor uses the cheaper of the two bare relays.
                 let bare = match (num(&row("bare"), "cpu_s_per_gb"), num(&row("bare64"), "cpu_s_per_gb")) {
                     (Some(a), Some(b)) => Some(a.min(b)),

@@ -11,11 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test]
 async fn connection_task_is_small() {
-    let cfg = parse_str(
-        "[server]\nlisten = [\"127.0.0.1:1\"]\n[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\nkind = \"dd\"\n",
-        Path::new("/test.toml"),
-    )
-    .unwrap();
+    let cfg =
+        parse_str("[server]\nlisten = [\"127.0.0.1:1\"]\n[users.a]\nsecret = \"00112233445566778899aabbccddeeff\"\nkind = \"dd\"\n", Path::new("/test.toml"))
+            .unwrap();
     let shared = Shared::new(cfg, Vec::new());
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();

@@ -184,10 +184,7 @@ pub fn parse_hello_fields(canonical: &[u8]) -> Result<HelloFields, HelloError> {
     let session_id = c.take(sid_len)?.to_vec();
     let suites_len = c.u16()? as usize;
     let suites = c.take(suites_len)?;
-    let first_cipher = suites
-        .chunks_exact(2)
-        .map(|p| u16::from_be_bytes([p[0], p[1]]))
-        .find(|v| !is_grease(*v));
+    let first_cipher = suites.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])).find(|v| !is_grease(*v));
     let comp_len = c.u8()? as usize;
     c.take(comp_len)?;
     let mut sni = None;
@@ -528,9 +525,7 @@ faa219054065b05658b8a7e9c22499252003e0002d00020101002b000b0a6a6a0304030303020301
         let mut hello = vector_c_zeroed_hello();
         sign_client_hello(&mut hello, &secret(), 1_700_000_000);
         assert_eq!(hello[11..43].to_vec(), h("a934d5ec78bc3fddbf0e2e14d27e06607f748580cbc551965399331ebb661bab"));
-        let HelloRead::Complete { consumed, canonical } = read_client_hello(&hello).unwrap() else {
-            panic!("complete hello expected")
-        };
+        let HelloRead::Complete { consumed, canonical } = read_client_hello(&hello).unwrap() else { panic!("complete hello expected") };
         assert_eq!(consumed, 517);
         assert_eq!(canonical, hello);
         assert_eq!(HelloAuth::new(&canonical).check(&secret()), Some(1_700_000_000));
@@ -544,8 +539,7 @@ faa219054065b05658b8a7e9c22499252003e0002d00020101002b000b0a6a6a0304030303020301
 
     #[test]
     fn vector_c_server_hello_flight() {
-        let client_random: [u8; 32] =
-            h("a934d5ec78bc3fddbf0e2e14d27e06607f748580cbc551965399331ebb661bab").try_into().unwrap();
+        let client_random: [u8; 32] = h("a934d5ec78bc3fddbf0e2e14d27e06607f748580cbc551965399331ebb661bab").try_into().unwrap();
         let sha = |s: &str| -> [u8; 32] {
             use sha2::Digest;
             sha2::Sha256::digest(s.as_bytes()).into()
@@ -602,10 +596,7 @@ b4b5b6b7b8b9babbbcbdbebf130100002e00330024001d002041906d290d146223410a694aea54c5
         assert_eq!(read_client_hello(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0, 0, 0]), Err(HelloError::NotClientHello));
         assert_eq!(read_client_hello(&[0x17, 0x03, 0x01, 0x00, 0x04]), Err(HelloError::NotHandshake));
         // Record with more than the message.
-        assert_eq!(
-            read_client_hello(&[0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0, 0, 1, 0xaa, 0xbb]),
-            Err(HelloError::TrailingData)
-        );
+        assert_eq!(read_client_hello(&[0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0, 0, 1, 0xaa, 0xbb]), Err(HelloError::TrailingData));
         assert!(parse_hello_fields(&[0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0, 0, 2, 3, 3]).is_err());
     }
 

@@ -33,8 +33,8 @@ pub mod opening;
 pub mod proxy_protocol;
 pub mod rpc;
 pub mod secret;
-pub mod tlsflight;
 pub mod socks5;
+pub mod tlsflight;
 
 pub use obfs2::ProtoTag;
 pub use secret::{Secret, SecretKind};

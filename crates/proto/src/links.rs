@@ -20,12 +20,7 @@ fn encode_query_value(v: &str) -> String {
 }
 
 fn query(server: &str, port: u16, secret: &Secret, kind: &SecretKind) -> String {
-    format!(
-        "server={}&port={}&secret={}",
-        encode_query_value(server.trim_start_matches('[').trim_end_matches(']')),
-        port,
-        secret.client_form(kind)
-    )
+    format!("server={}&port={}&secret={}", encode_query_value(server.trim_start_matches('[').trim_end_matches(']')), port, secret.client_form(kind))
 }
 
 /// `tg://proxy?...`, opened directly by an installed Telegram app.
@@ -45,18 +40,12 @@ mod tests {
     #[test]
     fn links_for_each_kind() {
         let s = Secret::from_hex("00112233445566778899aabbccddeeff").unwrap();
-        assert_eq!(
-            tg_link("203.0.113.7", 443, &s, &SecretKind::Padded),
-            "tg://proxy?server=203.0.113.7&port=443&secret=dd00112233445566778899aabbccddeeff"
-        );
+        assert_eq!(tg_link("203.0.113.7", 443, &s, &SecretKind::Padded), "tg://proxy?server=203.0.113.7&port=443&secret=dd00112233445566778899aabbccddeeff");
         assert_eq!(
             tme_link("proxy.example.org", 8443, &s, &SecretKind::FakeTls { domain: "example.com".into() }),
             "https://t.me/proxy?server=proxy.example.org&port=8443&secret=ee00112233445566778899aabbccddeeff6578616d706c652e636f6d"
         );
-        assert_eq!(
-            tg_link("[2001:db8::1]", 443, &s, &SecretKind::Classic),
-            "tg://proxy?server=2001:db8::1&port=443&secret=00112233445566778899aabbccddeeff"
-        );
+        assert_eq!(tg_link("[2001:db8::1]", 443, &s, &SecretKind::Classic), "tg://proxy?server=2001:db8::1&port=443&secret=00112233445566778899aabbccddeeff");
         assert!(tg_link("a b&c", 1, &s, &SecretKind::Classic).contains("server=a%20b%26c&"));
     }
 }

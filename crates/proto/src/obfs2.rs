@@ -177,8 +177,7 @@ pub fn is_valid_init_prefix(p: &[u8; INIT_LEN]) -> bool {
         return false;
     }
     let first = u32::from_le_bytes(p[0..4].try_into().unwrap());
-    const FORBIDDEN: [u32; 7] =
-        [0x44414548, 0x54534f50, 0x20544547, 0x4954504f, 0xdddddddd, 0xeeeeeeee, 0x02010316];
+    const FORBIDDEN: [u32; 7] = [0x44414548, 0x54534f50, 0x20544547, 0x4954504f, 0xdddddddd, 0xeeeeeeee, 0x02010316];
     if FORBIDDEN.contains(&first) {
         return false;
     }
@@ -248,14 +247,8 @@ mod tests {
                303132333435363738393a3b3c3d3e3f40414243444546476301d3a574f041e5")
         );
         let keys = derive_keys(&HandshakeFrame(init.wire), Some(&secret));
-        assert_eq!(
-            keys.initiator_to_responder.key.to_vec(),
-            h("f09ba711d8b8d612f93461cbb5fa9139ede7594555bf05ddde68348290f3186b")
-        );
-        assert_eq!(
-            keys.responder_to_initiator.key.to_vec(),
-            h("0fbea166674b18e0442d08dfe3aa5a92ff18374f1b7d4d17dbf13dd1a357f5b4")
-        );
+        assert_eq!(keys.initiator_to_responder.key.to_vec(), h("f09ba711d8b8d612f93461cbb5fa9139ede7594555bf05ddde68348290f3186b"));
+        assert_eq!(keys.responder_to_initiator.key.to_vec(), h("0fbea166674b18e0442d08dfe3aa5a92ff18374f1b7d4d17dbf13dd1a357f5b4"));
         assert_eq!(keys.responder_to_initiator.iv.to_vec(), h("27262524232221201f1e1d1c1b1a1918"));
 
         // Server side accepts the wire bytes and decrypts the first frame (offset 64).
@@ -288,10 +281,7 @@ mod tests {
         init.encrypt.apply(&mut frame);
         assert_eq!(frame, h("f30f5da6dd8c0d0a7a6b355c38a47d9a8244fc648f8571d38f7b12aa4b2c8c6eda175cd53f2e4cd3bfc2d93d616ac7"));
         let keys = derive_keys(&HandshakeFrame(init.wire), None);
-        assert_eq!(
-            keys.responder_to_initiator.key.to_vec(),
-            h("b7b6b5b4b3b2b1b0afaeadacabaaa9a8a7a6a5a4a3a2a1a09f9e9d9c9b9a9998")
-        );
+        assert_eq!(keys.responder_to_initiator.key.to_vec(), h("b7b6b5b4b3b2b1b0afaeadacabaaa9a8a7a6a5a4a3a2a1a09f9e9d9c9b9a9998"));
     }
 
     #[test]

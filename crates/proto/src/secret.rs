@@ -120,18 +120,12 @@ mod tests {
         let s = Secret::from_hex("00112233445566778899aabbccddeeff").unwrap();
         assert_eq!(s.client_form(&SecretKind::Classic), "00112233445566778899aabbccddeeff");
         assert_eq!(s.client_form(&SecretKind::Padded), "dd00112233445566778899aabbccddeeff");
-        assert_eq!(
-            s.client_form(&SecretKind::FakeTls { domain: "example.com".into() }),
-            "ee00112233445566778899aabbccddeeff6578616d706c652e636f6d"
-        );
+        assert_eq!(s.client_form(&SecretKind::FakeTls { domain: "example.com".into() }), "ee00112233445566778899aabbccddeeff6578616d706c652e636f6d");
     }
 
     #[test]
     fn parses_mtg_example_secret() {
-        let (s, kind) = parse_client_secret(
-            "ee367a189aee18fa31c190054efd4a8e9573746f726167652e676f6f676c65617069732e636f6d",
-        )
-        .unwrap();
+        let (s, kind) = parse_client_secret("ee367a189aee18fa31c190054efd4a8e9573746f726167652e676f6f676c65617069732e636f6d").unwrap();
         assert_eq!(s.to_hex(), "367a189aee18fa31c190054efd4a8e95");
         assert_eq!(kind, SecretKind::FakeTls { domain: "storage.googleapis.com".into() });
     }

@@ -6,15 +6,14 @@
 //! Case counts are kept modest (64, or `PROPTEST_CASES`) so the whole file runs in a few seconds.
 
 use mtproxy_proto::faketls::{
-    self, parse_hello_fields, read_client_hello, server_hello, sign_client_hello, verify_server_hello, HelloAuth,
-    HelloRead, RecordReader, ServerHelloParams, CHANGE_CIPHER_SPEC, MAX_HELLO_RECORDS, MAX_RECORD_PAYLOAD,
+    self, parse_hello_fields, read_client_hello, server_hello, sign_client_hello, verify_server_hello, HelloAuth, HelloRead, RecordReader, ServerHelloParams,
+    CHANGE_CIPHER_SPEC, MAX_HELLO_RECORDS, MAX_RECORD_PAYLOAD,
 };
 use mtproxy_proto::framing::{decode, encode, encode_client, Packet};
 use mtproxy_proto::obfs2::{accept, initiate, HandshakeFrame, INIT_LEN};
 use mtproxy_proto::secret::parse_client_secret;
 use mtproxy_proto::{ProtoTag, Secret, SecretKind};
 use proptest::prelude::*;
-
 
 fn config() -> ProptestConfig {
     // PROPTEST_CASES raises the count for a deeper sweep (docs/fuzzing.md).

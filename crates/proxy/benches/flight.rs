@@ -38,7 +38,14 @@ fn flights(c: &mut Criterion) {
                 rng.fill_bytes(&mut app);
                 let flight = faketls::server_hello(
                     &secret,
-                    &ServerHelloParams { client_random: &[1; 32], session_id: &[2; 32], layout: &plan.layout, cipher: plan.cipher, key_share: &plan.key_share, app_data: &app },
+                    &ServerHelloParams {
+                        client_random: &[1; 32],
+                        session_id: &[2; 32],
+                        layout: &plan.layout,
+                        cipher: plan.cipher,
+                        key_share: &plan.key_share,
+                        app_data: &app,
+                    },
                 );
                 black_box(flight)
             })

@@ -87,11 +87,7 @@ mod tests {
         assert_eq!(targets(0, &[], IpPreference::PreferV6)[0], addr("[2001:67c:4e8:f002::a]:443"));
         assert_eq!(targets(i16::MIN, &[], IpPreference::OnlyV4), vec![addr("149.154.167.51:443")]);
         let hp = |s: &str| HostPort::parse(s).unwrap();
-        let o = vec![
-            (DcKey::Id(-2), vec![hp("127.0.0.1:1")]),
-            (DcKey::Id(2), vec![hp("127.0.0.1:2"), hp("dc.test:3")]),
-            (DcKey::Any, vec![hp("127.0.0.1:9")]),
-        ];
+        let o = vec![(DcKey::Id(-2), vec![hp("127.0.0.1:1")]), (DcKey::Id(2), vec![hp("127.0.0.1:2"), hp("dc.test:3")]), (DcKey::Any, vec![hp("127.0.0.1:9")])];
         assert_eq!(targets(-2, &o, IpPreference::PreferV4), vec![addr("127.0.0.1:1")]);
         assert_eq!(targets(2, &o, IpPreference::PreferV4), vec![addr("127.0.0.1:2"), Target::Name(hp("dc.test:3"))]);
         assert_eq!(targets(5, &o, IpPreference::PreferV4), vec![addr("127.0.0.1:9")]);

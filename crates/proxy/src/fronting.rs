@@ -28,11 +28,7 @@ pub fn mask_host(config: &Config) -> Option<HostPort> {
     if !config.fronting.enabled {
         return None;
     }
-    config
-        .fronting
-        .mask_host
-        .clone()
-        .or_else(|| config.fake_tls_domains().first().map(|d| HostPort { host: d.to_string(), port: 443 }))
+    config.fronting.mask_host.clone().or_else(|| config.fake_tls_domains().first().map(|d| HostPort { host: d.to_string(), port: 443 }))
 }
 
 /// Where a probe naming `domain` ends up, so where that domain's flight is learned

@@ -22,8 +22,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mtproxy_proto::crypto::AesCtr;
 use mtproxy_proto::faketls::{self, HelloAuth, HelloRead, RecordReader, ServerHelloParams};
 use mtproxy_proto::obfs2::{self, HandshakeFrame, KeyIv, INIT_LEN};
-use mtproxy_proto::{ProtoTag, SecretKind};
 use mtproxy_proto::opening::{self, Opening};
+use mtproxy_proto::{ProtoTag, SecretKind};
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -196,10 +196,7 @@ fn authenticated(cand: &Candidate, frame: &HandshakeFrame, accepted: obfs2::Acce
     }
 }
 
-fn match_obfs2<'a>(
-    frame: &HandshakeFrame,
-    candidates: impl Iterator<Item = &'a Candidate>,
-) -> Result<(&'a Candidate, obfs2::Accepted), Failure> {
+fn match_obfs2<'a>(frame: &HandshakeFrame, candidates: impl Iterator<Item = &'a Candidate>) -> Result<(&'a Candidate, obfs2::Accepted), Failure> {
     for c in candidates {
         if let Some(acc) = obfs2::accept(frame, Some(&c.secret)) {
             return Ok((c, acc));

@@ -448,7 +448,14 @@ mod tests {
         let _b1 = l.admit(&u, &s, b, now).unwrap();
         // 2 here + 1 elsewhere = max_connections.
         assert_eq!(l.admit(&u, &s, A, now).err(), Some(Refusal::MaxConnections));
-        assert_eq!(l.open_table(), vec![("u".to_string(), 2, { let mut v = vec![A, b]; v.sort(); v })]);
+        assert_eq!(
+            l.open_table(),
+            vec![("u".to_string(), 2, {
+                let mut v = vec![A, b];
+                v.sort();
+                v
+            })]
+        );
         l.set_others_open("u", 0, HashSet::new());
         assert!(l.admit(&u, &s, A, now).is_ok());
     }

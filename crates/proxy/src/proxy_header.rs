@@ -221,7 +221,8 @@ mod tests {
             _ => panic!("expected a malformed failure"),
         }
         // Untrusted header: the failure carries the header bytes for fronting.
-        let a = admit(&mut reader(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), sa("192.0.2.1:5"), &settings(true), Instant::now() + Duration::from_secs(5), &never).await;
+        let a = admit(&mut reader(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), sa("192.0.2.1:5"), &settings(true), Instant::now() + Duration::from_secs(5), &never)
+            .await;
         assert!(matches!(a, Admission::Fail(_, FailReason::UntrustedProxy)));
     }
 }

@@ -20,9 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DcKey, HostPort};
+use crate::cover::CoverBook;
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
 use crate::fronting;
-use crate::cover::CoverBook;
 use crate::handshake::{handshake, Authenticated, Failure, Guards, HandshakeState, Origin};
 use crate::hints::SecretHints;
 use crate::middle::{self, Middle};
@@ -269,7 +269,15 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
     let Authenticated { tag, dc, client_decrypt, from_client, to_client, tls, pending, .. } = auth;
     drop(client_decrypt);
     let connect_started = std::time::Instant::now();
-    let req = upstream::DcRequest { dc, tag, to_client: &to_client, fast_mode: cfg.fast_mode, overrides: &snap.dc_overrides, pref: cfg.dc_ip, timeout: cfg.timeouts.connect };
+    let req = upstream::DcRequest {
+        dc,
+        tag,
+        to_client: &to_client,
+        fast_mode: cfg.fast_mode,
+        overrides: &snap.dc_overrides,
+        pref: cfg.dc_ip,
+        timeout: cfg.timeouts.connect,
+    };
     let leg = match Box::pin(upstream::connect(req, &snap.router, &stats)).await {
         Ok(leg) => {
             stats.upstream_connected(dc, connect_started.elapsed());
@@ -299,29 +307,10 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
         return None;
     }
     drop(first);
-    let d2c = DcToClient {
-        tls: c2d.tls.is_some(),
-        recrypt: leg.from_dc.map(|d| Recrypt::new(LazyCtr::new(&d, 0), LazyCtr::new(&to_client, 0))),
-    };
+    let d2c = DcToClient { tls: c2d.tls.is_some(), recrypt: leg.from_dc.map(|d| Recrypt::new(LazyCtr::new(&d, 0), LazyCtr::new(&to_client, 0))) };
     let (cr, cw) = stream.into_split();
     let (dr, dw) = dc_stream.into_split();
-    Some(Relay {
-        dw,
-        dr,
-        cw,
-        cr,
-        c2d,
-        d2c,
-        pending_len,
-        peer,
-        idle: cfg.timeouts.idle,
-        _ip: ip,
-        _active: active,
-        lease,
-        entry,
-        shared,
-        _conn: conn,
-    })
+    Some(Relay { dw, dr, cw, cr, c2d, d2c, pending_len, peer, idle: cfg.timeouts.idle, _ip: ip, _active: active, lease, entry, shared, _conn: conn })
 }
 
 /// What an authenticated, connected client keeps while its bytes are relayed: this (and the

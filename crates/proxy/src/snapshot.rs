@@ -85,8 +85,7 @@ impl Snapshot {
                 }
             }
         }
-        let mut candidates: Vec<Candidate> =
-            users.iter().map(|e| Candidate { secret: e.user.secret, entry: e.clone(), retired_until: None }).collect();
+        let mut candidates: Vec<Candidate> = users.iter().map(|e| Candidate { secret: e.user.secret, entry: e.clone(), retired_until: None }).collect();
         for e in &users {
             if let Some((s, until)) = e.user.previous_secret {
                 candidates.push(Candidate { secret: s, entry: e.clone(), retired_until: Some(until) });
@@ -108,10 +107,7 @@ impl Snapshot {
     /// this client address used last, `hints.rs`) first, then every other one in config order.
     pub fn search_order(&self, hint: Option<Secret>) -> impl Iterator<Item = &Candidate> {
         let first = hint.and_then(|s| self.by_secret.get(&s)).copied();
-        first
-            .map(|i| &self.candidates[i])
-            .into_iter()
-            .chain(self.candidates.iter().enumerate().filter(move |(i, _)| Some(*i) != first).map(|(_, c)| c))
+        first.map(|i| &self.candidates[i]).into_iter().chain(self.candidates.iter().enumerate().filter(move |(i, _)| Some(*i) != first).map(|(_, c)| c))
     }
 
     /// Whether `sni` names a fake-TLS domain we serve.

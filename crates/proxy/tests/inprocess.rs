@@ -15,7 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-
 fn secret(s: &str) -> Secret {
     Secret::from_hex(s).unwrap()
 }
@@ -298,7 +297,8 @@ async fn returning_address_hint_changes_order_not_answers() {
     roundtrip(&mut ee, 10).await;
     assert_eq!(p.shared.hints.get(here), Some(secret(S_EE)));
     // The hinted user is disabled: refused as disabled, exactly as without a hint.
-    let text = config_text(p.mask, &three_users(), "").replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\n"), &format!("[users.ee]\nsecret = \"{S_EE}\"\nenabled = false\n"));
+    let text = config_text(p.mask, &three_users(), "")
+        .replace(&format!("[users.ee]\nsecret = \"{S_EE}\"\n"), &format!("[users.ee]\nsecret = \"{S_EE}\"\nenabled = false\n"));
     p.shared.reload(parse_str(&text, Path::new("t.toml")).unwrap());
     let off = Client::connect(p.addr, &secret(S_EE), &Mode::FakeTls { domain: "cover.test".into() }, 2).await;
     assert!(off.is_err(), "no ServerHello for a disabled user (fronted instead)");

@@ -108,7 +108,10 @@ fn parse_prom(text: &str) -> (HashMap<String, f64>, HashMap<String, String>) {
         } else {
             let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line}"));
             let name = key.split('{').next().unwrap();
-            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))).unwrap_or(name);
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|t| t == "histogram")))
+                .unwrap_or(name);
             assert!(types.contains_key(family) && helps.iter().any(|h| h == family), "sample without HELP/TYPE: {line}");
             samples.insert(key.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}")));
         }

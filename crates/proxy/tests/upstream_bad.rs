@@ -123,10 +123,7 @@ async fn a_failed_server_is_counted_skipped_and_the_next_one_carries_the_connect
     let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dc = target.local_addr().unwrap();
     let dead = closed_port().await;
-    let servers = format!(
-        "{}[[upstream.servers]]\nname = \"fallback\"\ntype = \"direct\"\nweight = 1\n",
-        socks("first", dead, "weight = 1000")
-    );
+    let servers = format!("{}[[upstream.servers]]\nname = \"fallback\"\ntype = \"direct\"\nweight = 1\n", socks("first", dead, "weight = 1000"));
     let r = router(&servers, &stats);
     let targets = [Target::Addr(dc)];
     let mut vias = Vec::new();

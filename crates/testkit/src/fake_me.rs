@@ -379,7 +379,11 @@ impl ConfigServer {
                     hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let resp = match body {
                         Some(b) => {
-                            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", b.len()).into_bytes();
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            )
+                            .into_bytes();
                             r.extend_from_slice(&b);
                             r
                         }

@@ -42,7 +42,14 @@ pub fn check_learned(cfg: &Config, config_path: &Path, data_dir: &Path, domain: 
     let path = host_path(cfg.cover_cache_path(config_path), data_dir);
     let cache = match CoverCache::load(&path) {
         Ok(c) => c,
-        Err(e) => return Check::new(name, Level::Warn, e.to_string(), Some("the proxy rewrites the file when it next learns the cover; make sure its folder is writable by the proxy")),
+        Err(e) => {
+            return Check::new(
+                name,
+                Level::Warn,
+                e.to_string(),
+                Some("the proxy rewrites the file when it next learns the cover; make sure its folder is writable by the proxy"),
+            )
+        }
     };
     let refresh = cfg.fake_tls.cover_refresh;
     let Some(p) = cache.get(domain) else {
@@ -56,7 +63,12 @@ pub fn check_learned(cfg: &Config, config_path: &Path, data_dir: &Path, domain: 
     let age = now.saturating_sub(p.learned_at);
     let detail = format!("learned {} ago from {} (refreshed every {})", ago(age), p.target, ago(refresh.as_secs()));
     if Duration::from_secs(age) > refresh * 2 {
-        Check::new(name, Level::Warn, format!("stale: {detail}"), Some("the proxy has not re-learned the cover for two refresh periods: check that it runs and that the mask host answers (its log says why)"))
+        Check::new(
+            name,
+            Level::Warn,
+            format!("stale: {detail}"),
+            Some("the proxy has not re-learned the cover for two refresh periods: check that it runs and that the mask host answers (its log says why)"),
+        )
     } else {
         Check::ok(name, detail)
     }
@@ -70,12 +82,21 @@ mod tests {
     fn missing_fresh_and_stale_flights() {
         let dir = tempfile::tempdir().unwrap();
         let cfg_path = dir.path().join("config.toml");
-        let text = format!("[fake_tls]\ncover_cache = \"{}/covers\"\ncover_refresh = \"1h\"\n[users.a]\nsecret = \"{}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n", dir.path().display(), "1".repeat(32));
+        let text = format!(
+            "[fake_tls]\ncover_cache = \"{}/covers\"\ncover_refresh = \"1h\"\n[users.a]\nsecret = \"{}\"\nkind = \"ee\"\ndomain = \"cover.test\"\n",
+            dir.path().display(),
+            "1".repeat(32)
+        );
         let cfg = mtproxy_core::config::parse_str(&text, &cfg_path).unwrap();
         let c = check_learned(&cfg, &cfg_path, dir.path(), "cover.test", 10_000);
         assert_eq!(c.status, Level::Warn, "{c:?}");
         assert!(c.detail.contains("no flight learned"));
-        let profile = mtproxy_core::cover::CoverProfile { domain: "cover.test".into(), target: "127.0.0.1:10443".into(), learned_at: 10_000, variants: Default::default() };
+        let profile = mtproxy_core::cover::CoverProfile {
+            domain: "cover.test".into(),
+            target: "127.0.0.1:10443".into(),
+            learned_at: 10_000,
+            variants: Default::default(),
+        };
         let mut cache = CoverCache::default();
         cache.insert(profile);
         cache.save(&dir.path().join("covers")).unwrap();

@@ -19,7 +19,12 @@ fn which(program: &str) -> bool {
 pub async fn check_fail2ban() -> Check {
     let name = "fail2ban";
     if !which("fail2ban-client") {
-        return Check::new(name, Level::Warn, "fail2ban is not installed", Some("install fail2ban and the vless-mtproxy jail so probers and secret guessers get banned"));
+        return Check::new(
+            name,
+            Level::Warn,
+            "fail2ban is not installed",
+            Some("install fail2ban and the vless-mtproxy jail so probers and secret guessers get banned"),
+        );
     }
     match command_output("fail2ban-client", &["ping"]).await {
         Some((true, out)) if out.contains("pong") => {}
@@ -30,7 +35,12 @@ pub async fn check_fail2ban() -> Check {
     if list.split(',').any(|j| j.trim().contains("mtproxy")) {
         Check::ok(name, format!("running; jails: {list}"))
     } else {
-        Check::new(name, Level::Warn, format!("running, but no vless-mtproxy jail (jails: {})", if list.is_empty() { "none" } else { &list }), Some("add the jail that matches `handshake failed client=... reason=...` (docs/logging.md)"))
+        Check::new(
+            name,
+            Level::Warn,
+            format!("running, but no vless-mtproxy jail (jails: {})", if list.is_empty() { "none" } else { &list }),
+            Some("add the jail that matches `handshake failed client=... reason=...` (docs/logging.md)"),
+        )
     }
 }
 
@@ -49,7 +59,13 @@ pub async fn check_ufw(cfg: &Config) -> Check {
         return Check::new(name, Level::Warn, format!("cannot read UFW state: {}", out.lines().next().unwrap_or("")), Some("run doctor as root"));
     }
     let ports: BTreeSet<u16> = cfg.listen.iter().map(|a| a.port()).chain(std::iter::once(cfg.link_port())).collect();
-    let missing: Vec<u16> = ports.iter().copied().filter(|p| !out.lines().any(|l| l.split_whitespace().next().is_some_and(|r| r == p.to_string() || r.starts_with(&format!("{p}/"))) && l.contains("ALLOW"))).collect();
+    let missing: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|p| {
+            !out.lines().any(|l| l.split_whitespace().next().is_some_and(|r| r == p.to_string() || r.starts_with(&format!("{p}/"))) && l.contains("ALLOW"))
+        })
+        .collect();
     if missing.is_empty() {
         Check::ok(name, "active; the proxy port is allowed")
     } else {
@@ -73,10 +89,17 @@ pub async fn check_listeners(net: &Net, cfg: &Config, reported: Option<&[String]
                 )),
                 _ => out.push(Check::ok(name, "accepting connections").timed(t0)),
             },
-            Ok(Err(e)) => out.push(Check::new(name, Level::Fail, format!("nothing accepts: {e}"), Some("start the proxy (`vless-mtproxy status` shows how it runs) and read its log")).timed(t0)),
+            Ok(Err(e)) => out.push(
+                Check::new(
+                    name,
+                    Level::Fail,
+                    format!("nothing accepts: {e}"),
+                    Some("start the proxy (`vless-mtproxy status` shows how it runs) and read its log"),
+                )
+                .timed(t0),
+            ),
             Err(_) => out.push(Check::new(name, Level::Fail, "connect timed out", Some("a firewall may drop local connections; check `ss -ltn`")).timed(t0)),
         }
     }
     out
 }
-

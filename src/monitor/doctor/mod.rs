@@ -118,12 +118,22 @@ pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
             Some(c)
         }
         Err(e) => {
-            checks.push(Check::new("config", Level::Fail, e.replace('\n', " "), Some("fix the line named above; the running proxy keeps its previous configuration until then")));
+            checks.push(Check::new(
+                "config",
+                Level::Fail,
+                e.replace('\n', " "),
+                Some("fix the line named above; the running proxy keeps its previous configuration until then"),
+            ));
             None
         }
     };
     if !net.any() {
-        checks.push(Check::new("network", Level::Skipped, "no default route: checks that need the Internet are skipped", Some("run doctor where the host has its normal network")));
+        checks.push(Check::new(
+            "network",
+            Level::Skipped,
+            "no default route: checks that need the Internet are skipped",
+            Some("run doctor where the host has its normal network"),
+        ));
     } else {
         checks.push(Check::ok("network", format!("default route: IPv4 {}, IPv6 {}", if v4 { "yes" } else { "no" }, if v6 { "yes" } else { "no" })));
     }
@@ -142,7 +152,15 @@ pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
                     Some(r.listen)
                 }
                 Err(e) => {
-                    checks.push(Check::new("statistics", Level::Warn, format!("{e:#}").lines().next().unwrap_or("").to_string(), Some("`stats` and `status` need it; see [stats] in the configuration")).timed(t0));
+                    checks.push(
+                        Check::new(
+                            "statistics",
+                            Level::Warn,
+                            format!("{e:#}").lines().next().unwrap_or("").to_string(),
+                            Some("`stats` and `status` need it; see [stats] in the configuration"),
+                        )
+                        .timed(t0),
+                    );
                     None
                 }
             }
@@ -213,7 +231,9 @@ pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     results.sort_by_key(|(k, _)| *k);
     checks.extend(results.into_iter().flat_map(|(_, c)| c));
     // Local, and last: how fresh the flights the proxy learned from its covers are.
-    checks.extend(cfg.fake_tls_domains().into_iter().take(3).map(|d| cover::check_learned(&cfg, config, &args.data_dir, d, crate::monitor::tlscert::now_unix() as u64)));
+    checks.extend(
+        cfg.fake_tls_domains().into_iter().take(3).map(|d| cover::check_learned(&cfg, config, &args.data_dir, d, crate::monitor::tlscert::now_unix() as u64)),
+    );
     finish(checks, args.json)
 }
 

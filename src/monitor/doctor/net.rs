@@ -23,16 +23,20 @@ use crate::monitor::{tlscert, tlsprobe};
 /// Default routes of this host's network namespace: (IPv4, IPv6), loopback excluded.
 pub fn default_routes() -> (bool, bool) {
     let v4 = std::fs::read_to_string("/proc/net/route")
-        .map(|t| t.lines().skip(1).any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 2 && f[1] == "00000000" && f[0] != "lo"
-        }))
+        .map(|t| {
+            t.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 2 && f[1] == "00000000" && f[0] != "lo"
+            })
+        })
         .unwrap_or(false);
     let v6 = std::fs::read_to_string("/proc/net/ipv6_route")
-        .map(|t| t.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() >= 10 && f[0] == "00000000000000000000000000000000" && f[1] == "00" && f[9] != "lo"
-        }))
+        .map(|t| {
+            t.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() >= 10 && f[0] == "00000000000000000000000000000000" && f[1] == "00" && f[9] != "lo"
+            })
+        })
         .unwrap_or(false);
     (v4, v6)
 }
@@ -181,7 +185,11 @@ pub async fn check_cover(net: &Net, cfg: &Config, domain: &str) -> Vec<Check> {
             out.push(Check::new(here_name, Level::Skipped, "needs DNS", None));
         }
         Err(Miss::Failed(m)) => {
-            let advice = if own { "create the domain's A (and AAAA) record pointing at this server at your DNS provider" } else { "use a real, resolvable HTTPS site as the fake-TLS domain" };
+            let advice = if own {
+                "create the domain's A (and AAAA) record pointing at this server at your DNS provider"
+            } else {
+                "use a real, resolvable HTTPS site as the fake-TLS domain"
+            };
             out.push(Check::new(dns_name, Level::Fail, m, Some(advice)).timed(t0));
             out.push(Check::new(here_name, Level::Skipped, "needs DNS", None));
         }
@@ -251,7 +259,9 @@ async fn check_tls13(net: &Net, cfg: &Config, domain: &str) -> Check {
         let advice = Some("fake-TLS answers like a TLS 1.3 server: pick a cover domain (or mask_host) that speaks TLS 1.3, or probers can tell us apart");
         return match tokio::time::timeout(net.timeout, tlsprobe::ask_group(&mut s, domain)).await {
             Ok(Ok((answer, group))) if answer.is_tls13() => match group {
-                Some(tlsprobe::X25519) if answer == tlsprobe::TlsAnswer::Version(0x0304) => Check::ok(name, format!("{target} ({a}) answers TLS 1.3 with X25519")).timed(t0),
+                Some(tlsprobe::X25519) if answer == tlsprobe::TlsAnswer::Version(0x0304) => {
+                    Check::ok(name, format!("{target} ({a}) answers TLS 1.3 with X25519")).timed(t0)
+                }
                 g => {
                     let picked = g.map(tlsprobe::group_name).unwrap_or_else(|| "no key share".into());
                     let how = if answer == tlsprobe::TlsAnswer::RetryRequest { "asks in a HelloRetryRequest for" } else { "answers with" };
@@ -300,9 +310,17 @@ async fn check_certificate(net: &Net, cfg: &Config, domain: &str) -> Check {
     let fetched = tokio::task::spawn_blocking(move || tlscert::fetch(addr, &sni, timeout)).await;
     let presented = match fetched {
         Ok(Ok(p)) => p,
-        Ok(Err(tlscert::TlsCertError::Connect { source, .. })) if unreachable_net(&source) => return Check::new(name, Level::Skipped, format!("{target}: {source}"), None).timed(t0),
+        Ok(Err(tlscert::TlsCertError::Connect { source, .. })) if unreachable_net(&source) => {
+            return Check::new(name, Level::Skipped, format!("{target}: {source}"), None).timed(t0)
+        }
         Ok(Err(e)) => {
-            return Check::new(name, Level::Fail, format!("{target} for SNI {domain}: {e}"), Some("the cover must complete a TLS handshake for the domain with its certificate, as a real site does")).timed(t0)
+            return Check::new(
+                name,
+                Level::Fail,
+                format!("{target} for SNI {domain}: {e}"),
+                Some("the cover must complete a TLS handshake for the domain with its certificate, as a real site does"),
+            )
+            .timed(t0)
         }
         Err(e) => return Check::new(name, Level::Fail, format!("the handshake task failed: {e}"), None).timed(t0),
     };
@@ -323,13 +341,25 @@ async fn check_certificate(net: &Net, cfg: &Config, domain: &str) -> Check {
     } else if now >= info.not_after {
         Check::new(name, Level::Fail, format!("the certificate for {domain} expired on {} ({} days ago)", date(info.not_after), -days), Some(renew))
     } else if now < info.not_before {
-        Check::new(name, Level::Fail, format!("the certificate for {domain} is valid only from {}", date(info.not_before)), Some("check this host's clock, or the certificate's dates"))
+        Check::new(
+            name,
+            Level::Fail,
+            format!("the certificate for {domain} is valid only from {}", date(info.not_before)),
+            Some("check this host's clock, or the certificate's dates"),
+        )
     } else if days < CERT_WARN_DAYS {
         Check::new(name, Level::Warn, format!("the certificate for {domain} expires on {} (in {days} days)", date(info.not_after)), Some(renew))
     } else {
         Check::ok(
             name,
-            format!("{target} presents a certificate for {domain} ({}), valid until {} ({days} days), issuer {}, {}{}", info.names(), date(info.not_after), info.issuer, presented.version, presented.group.map(|g| format!(" {g}")).unwrap_or_default()),
+            format!(
+                "{target} presents a certificate for {domain} ({}), valid until {} ({days} days), issuer {}, {}{}",
+                info.names(),
+                date(info.not_after),
+                info.issuer,
+                presented.version,
+                presented.group.map(|g| format!(" {g}")).unwrap_or_default()
+            ),
         )
     };
     c.timed(t0)
@@ -369,7 +399,14 @@ pub async fn check_clock(net: &Net, cfg: &Config, server: Option<&str>) -> Check
         Some(s) => HostPort::parse(s).unwrap_or(HostPort { host: s.to_string(), port: 80 }),
         None => match cfg.fake_tls_domains().first() {
             Some(d) => HostPort { host: d.to_string(), port: 80 },
-            None => return Check::new(name, Level::Skipped, "no fake-TLS domain to read the time from", Some("pass --time-server HOST[:PORT] (a plain HTTP server you trust)")),
+            None => {
+                return Check::new(
+                    name,
+                    Level::Skipped,
+                    "no fake-TLS domain to read the time from",
+                    Some("pass --time-server HOST[:PORT] (a plain HTTP server you trust)"),
+                )
+            }
         },
     };
     let addr = match resolve(net, &target.host, target.port).await {
@@ -391,8 +428,18 @@ pub async fn check_clock(net: &Net, cfg: &Config, server: Option<&str>) -> Check
     };
     let resp = match resp {
         Ok(r) => r,
-        Err(client::HttpError::Connect { source, .. }) if unreachable_net(&source) => return Check::new(name, Level::Skipped, format!("{target}: {source}"), None).timed(t0),
-        Err(e) => return Check::new(name, Level::Warn, format!("no HTTP answer from {target}: {e}"), Some("pass --time-server HOST[:PORT] (a plain HTTP server you trust)")).timed(t0),
+        Err(client::HttpError::Connect { source, .. }) if unreachable_net(&source) => {
+            return Check::new(name, Level::Skipped, format!("{target}: {source}"), None).timed(t0)
+        }
+        Err(e) => {
+            return Check::new(
+                name,
+                Level::Warn,
+                format!("no HTTP answer from {target}: {e}"),
+                Some("pass --time-server HOST[:PORT] (a plain HTTP server you trust)"),
+            )
+            .timed(t0)
+        }
     };
     let Some(remote) = resp.header("date").and_then(parse_http_date) else {
         return Check::new(name, Level::Warn, format!("{target} sent no usable Date header"), Some("pass --time-server HOST[:PORT]")).timed(t0);
@@ -401,7 +448,8 @@ pub async fn check_clock(net: &Net, cfg: &Config, server: Option<&str>) -> Check
     let offset = remote as f64 + 0.5 - local_mid;
     let skew = cfg.fake_tls.max_clock_skew.as_secs_f64();
     let detail = format!("local clock is {:+.1} s from {target}'s", -offset);
-    let advice = "turn on time synchronisation (`timedatectl set-ntp true`, chrony): fake-TLS clients are refused when clocks differ by more than max_clock_skew";
+    let advice =
+        "turn on time synchronisation (`timedatectl set-ntp true`, chrony): fake-TLS clients are refused when clocks differ by more than max_clock_skew";
     let c = if offset.abs() <= 10.0 {
         Check::ok(name, detail)
     } else if offset.abs() <= skew / 2.0 {

@@ -91,10 +91,8 @@ fn dc_id(word: &str, line: usize) -> Result<i16, ConfError> {
 }
 
 fn target(word: &str, line: usize) -> Result<SocketAddr, ConfError> {
-    word.parse::<SocketAddr>().map_err(|_| ConfError {
-        line,
-        message: format!("`{word}` is not an address with a port (write 1.2.3.4:8888 or [2001:db8::1]:8888)"),
-    })
+    word.parse::<SocketAddr>()
+        .map_err(|_| ConfError { line, message: format!("`{word}` is not an address with a port (write 1.2.3.4:8888 or [2001:db8::1]:8888)") })
 }
 
 /// Parse the text of a `proxy-multi.conf` file. A file without any target is an error: an
@@ -171,7 +169,10 @@ fn statement(stmt: &str, line: usize, conf: &mut ProxyMultiConf) -> Result<(), C
             arity(2)?;
             words[1].parse::<u32>().map(|_| ()).map_err(|_| ConfError { line, message: format!("`{}` needs a number, found `{}`", words[0], words[1]) })
         }
-        Some(other) => Err(ConfError { line, message: format!("unknown statement `{other}` (expected proxy_for, default, proxy, timeout, min_connections or max_connections)") }),
+        Some(other) => Err(ConfError {
+            line,
+            message: format!("unknown statement `{other}` (expected proxy_for, default, proxy, timeout, min_connections or max_connections)"),
+        }),
     }
 }
 

@@ -22,11 +22,7 @@ impl Cidr {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`/{p}` is not a prefix length from 0 to {max}"))?,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("`/{p}` is not a prefix length from 0 to {max}"))?,
         };
         let cidr = Cidr { net: ip, prefix };
         if cidr.masked(ip) != ip {

@@ -8,9 +8,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write e.g. \"500ms\", \"10s\", \"5m\", \"1h\" or \"2d\""))?;
+    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. \"500ms\", \"10s\", \"5m\", \"1h\" or \"2d\""))?;
     let unit_secs = match unit.trim() {
         "ms" => return Ok(Duration::from_millis(n)),
         "" | "s" => 1,
@@ -20,9 +18,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         u => return Err(format!("unknown duration unit `{u}` in `{text}`; use ms, s, m, h or d")),
     };
     // A huge count times the unit must be refused, not wrapped around to a short duration.
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too long a duration; write at most a few years, e.g. \"365d\""))
+    n.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long a duration; write at most a few years, e.g. \"365d\""))
 }
 
 /// The shortest exact form of a duration in the units `parse_duration` reads.

@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use mtproxy_proto::{Secret, SecretKind};
 
 pub use cidr::Cidr;
-pub use duration::{format_duration, parse_duration};
 pub use defaults::COVER_DOMAINS;
+pub use duration::{format_duration, parse_duration};
 pub use upstream::{Credentials, DcSelection, UpstreamKind, UpstreamServer, UpstreamSettings};
 pub use validate::{parse_size, parse_str, valid_domain, valid_user_name};
 
@@ -40,14 +40,8 @@ impl HostPort {
         if let Ok(sa) = text.parse::<SocketAddr>() {
             return Ok(HostPort { host: sa.ip().to_string(), port: sa.port() });
         }
-        let (host, port) = text
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{text}` has no port; write it as HOST:PORT, e.g. example.com:443"))?;
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{port}` is not a port number (1-65535)"))?;
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("`{text}` has no port; write it as HOST:PORT, e.g. example.com:443"))?;
+        let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("`{port}` is not a port number (1-65535)"))?;
         if host.is_empty() || host.contains(':') || host.contains(char::is_whitespace) {
             return Err(format!("`{host}` is not a host name; IPv6 addresses go in brackets: [2001:db8::1]:443"));
         }
@@ -103,9 +97,7 @@ impl DcKey {
         if text == "*" {
             return Ok(DcKey::Any);
         }
-        text.parse::<i16>()
-            .map(DcKey::Id)
-            .map_err(|_| format!("`{text}` is not a DC id; use a number such as 2, -2, 10002, or `*` for every DC"))
+        text.parse::<i16>().map(DcKey::Id).map_err(|_| format!("`{text}` is not a DC id; use a number such as 2, -2, 10002, or `*` for every DC"))
     }
 }
 
@@ -298,7 +290,12 @@ impl std::fmt::Debug for StatsTls {
 
 impl std::fmt::Debug for Panel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Panel").field("password_hash", &self.password_hash.as_ref().map(|_| "<set>")).field("session_ttl", &self.session_ttl).field("history_file", &self.history_file).field("allowed_hosts", &self.allowed_hosts).finish()
+        f.debug_struct("Panel")
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "<set>"))
+            .field("session_ttl", &self.session_ttl)
+            .field("history_file", &self.history_file)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
     }
 }
 
@@ -340,10 +337,8 @@ pub fn redact_url(url: &str) -> String {
     }
     if let Some(q) = out.find('?') {
         let (head, query) = out.split_at(q + 1);
-        let parts: Vec<String> = query
-            .split('&')
-            .map(|kv| if kv.to_ascii_lowercase().starts_with("password=") { "password=***".to_string() } else { kv.to_string() })
-            .collect();
+        let parts: Vec<String> =
+            query.split('&').map(|kv| if kv.to_ascii_lowercase().starts_with("password=") { "password=***".to_string() } else { kv.to_string() }).collect();
         out = format!("{head}{}", parts.join("&"));
     }
     out

@@ -181,7 +181,15 @@ mod tests {
 
     fn flight(records: Vec<usize>) -> Flight {
         Flight {
-            layout: ServerHelloLayout { cipher: 0x1302, compression: 0, extensions: vec![HelloExtension::SupportedVersions(TLS13), HelloExtension::KeyShare { group: 29, len: 32 }, HelloExtension::Other { kind: 41, body: vec![0, 0] }] },
+            layout: ServerHelloLayout {
+                cipher: 0x1302,
+                compression: 0,
+                extensions: vec![
+                    HelloExtension::SupportedVersions(TLS13),
+                    HelloExtension::KeyShare { group: 29, len: 32 },
+                    HelloExtension::Other { kind: 41, body: vec![0, 0] },
+                ],
+            },
             session_id_len: 32,
             change_cipher_spec: true,
             encrypted: records,

@@ -57,10 +57,8 @@ pub struct Emulation {
 impl Emulation {
     /// The emulation for a learned profile; `None` when it holds no usable answer.
     pub fn from_profile(p: &CoverProfile) -> Option<Emulation> {
-        let variants: Vec<(ProbeHello, Variant)> = ProbeHello::ALL
-            .iter()
-            .filter_map(|k| p.variants.get(k.name()).and_then(|v| v.to_variant()).map(|v| (*k, v)))
-            .collect();
+        let variants: Vec<(ProbeHello, Variant)> =
+            ProbeHello::ALL.iter().filter_map(|k| p.variants.get(k.name()).and_then(|v| v.to_variant()).map(|v| (*k, v))).collect();
         if variants.is_empty() {
             return None;
         }

@@ -112,18 +112,19 @@ async fn next_frame<R: AsyncRead + Unpin>(input: &mut FrameInput, r: &mut R) -> 
 
 /// Complete the handshake with the middle-end at `addr` on `opened` within `timeout`; the
 /// connection counts itself and its frames in `stats`.
-pub async fn connect(opened: crate::upstream::Opened, addr: SocketAddr, secret: &[u8], nat_ip: Option<IpAddr>, timeout: Duration, stats: Arc<ClusterStats>) -> Result<Arc<MeConn>, ConnError> {
-    let (stream, reader, writer, enc, local) = tokio::time::timeout(timeout, handshake(opened, addr, secret, nat_ip)).await.map_err(|_| ConnError::Timeout)??;
+pub async fn connect(
+    opened: crate::upstream::Opened,
+    addr: SocketAddr,
+    secret: &[u8],
+    nat_ip: Option<IpAddr>,
+    timeout: Duration,
+    stats: Arc<ClusterStats>,
+) -> Result<Arc<MeConn>, ConnError> {
+    let (stream, reader, writer, enc, local) =
+        tokio::time::timeout(timeout, handshake(opened, addr, secret, nat_ip)).await.map_err(|_| ConnError::Timeout)??;
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
-    let conn = Arc::new(MeConn {
-        addr,
-        local,
-        tx,
-        clients: Mutex::new(HashMap::new()),
-        closed: CancellationToken::new(),
-        stats,
-        uncounted: AtomicBool::new(false),
-    });
+    let conn =
+        Arc::new(MeConn { addr, local, tx, clients: Mutex::new(HashMap::new()), closed: CancellationToken::new(), stats, uncounted: AtomicBool::new(false) });
     conn.stats.connections_active.fetch_add(1, Relaxed);
     let (rh, wh) = stream.into_split();
     let c = conn.clone();

@@ -188,7 +188,7 @@ mod tests {
                 r[2] = 0x81;
                 r[3] = 0x80;
                 r[7] = 2; // two answers
-                // CNAME pointing at the question name (compressed), then the address.
+                          // CNAME pointing at the question name (compressed), then the address.
                 r.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 12]);
                 r.extend_from_slice(&[0xc0, 12]);
                 r.extend_from_slice(&qtype.to_be_bytes());

@@ -158,7 +158,14 @@ impl Middle {
     }
 
     /// A middle-end connection for a client of DC `dc`.
-    pub async fn connection(&self, dc: i16, settings: &MiddleSettings, pref: IpPreference, timeout: Duration, via: (&Arc<crate::upstream::Router>, &Arc<crate::stats::Stats>)) -> Result<Arc<conn::MeConn>, PoolError> {
+    pub async fn connection(
+        &self,
+        dc: i16,
+        settings: &MiddleSettings,
+        pref: IpPreference,
+        timeout: Duration,
+        via: (&Arc<crate::upstream::Router>, &Arc<crate::stats::Stats>),
+    ) -> Result<Arc<conn::MeConn>, PoolError> {
         let st = self.state.load_full();
         let (cluster, addrs) = self.targets(dc, pref);
         let pool = {
@@ -172,7 +179,14 @@ impl Middle {
                 .entry(cluster)
                 .or_insert_with(|| {
                     let stats = self.clusters.lock().unwrap().entry(cluster).or_default().clone();
-                    let params = ConnectParams { secret: Arc::new(st.config.secret.clone()), nat_ip: settings.nat_ip, timeout, stats, router: via.0.clone(), server_stats: via.1.clone() };
+                    let params = ConnectParams {
+                        secret: Arc::new(st.config.secret.clone()),
+                        nat_ip: settings.nat_ip,
+                        timeout,
+                        stats,
+                        router: via.0.clone(),
+                        server_stats: via.1.clone(),
+                    };
                     Arc::new(Pool::new(cluster, st.generation, addrs, settings.connections_per_dc, params))
                 })
                 .clone()

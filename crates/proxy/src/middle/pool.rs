@@ -154,7 +154,11 @@ impl Pool {
 
     /// Whether this pool was built from exactly these inputs (else a new one replaces it).
     pub fn built_from(&self, generation: u64, addrs: &[SocketAddr], nat_ip: Option<IpAddr>, size: usize, router: &crate::upstream::Router) -> bool {
-        self.generation == generation && self.addrs == addrs && self.params.nat_ip == nat_ip && self.size == size.max(1) && self.params.router.settings() == router.settings()
+        self.generation == generation
+            && self.addrs == addrs
+            && self.params.nat_ip == nat_ip
+            && self.size == size.max(1)
+            && self.params.router.settings() == router.settings()
     }
 
     /// Connections in the pool (live ones).

@@ -188,11 +188,12 @@ pub fn initial(settings: &MiddleSettings) -> MeConfig {
     }
     let cache = &settings.cache_dir;
     let secret = local(&settings.proxy_secret, cache, SECRET_FILE, check_secret).unwrap_or_else(|| BUNDLED_PROXY_SECRET.to_vec());
-    let v4 = local(&settings.proxy_config, cache, V4_FILE, |s, b| check_conf(s, &b))
-        .unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V4).expect("bundled list parses"));
-    let v6 = settings.proxy_config_v6.as_ref().map(|src| {
-        local(src, cache, V6_FILE, |s, b| check_conf(s, &b)).unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V6).expect("bundled list parses"))
-    });
+    let v4 =
+        local(&settings.proxy_config, cache, V4_FILE, |s, b| check_conf(s, &b)).unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V4).expect("bundled list parses"));
+    let v6 = settings
+        .proxy_config_v6
+        .as_ref()
+        .map(|src| local(src, cache, V6_FILE, |s, b| check_conf(s, &b)).unwrap_or_else(|| conf::parse(BUNDLED_CONFIG_V6).expect("bundled list parses")));
     MeConfig { secret, v4, v6 }
 }
 
@@ -268,7 +269,10 @@ mod tests {
         let hp = |s: &str| HostPort::parse(s).unwrap();
         let creds = |u: &str, p: &str| Some(Credentials { username: u.into(), password: p.into() });
         assert_eq!(proxy_url(&server(UpstreamKind::Socks5 { address: hp("127.0.0.1:1080"), credentials: None })).unwrap(), "socks5://127.0.0.1:1080");
-        assert_eq!(proxy_url(&server(UpstreamKind::Http { address: hp("proxy.lan:3128"), credentials: creds("u", "p:@w") })).unwrap(), "http://u:p:@w@proxy.lan:3128");
+        assert_eq!(
+            proxy_url(&server(UpstreamKind::Http { address: hp("proxy.lan:3128"), credentials: creds("u", "p:@w") })).unwrap(),
+            "http://u:p:@w@proxy.lan:3128"
+        );
         let e = proxy_url(&server(UpstreamKind::Socks5 { address: hp("[::1]:1080"), credentials: None })).unwrap_err();
         assert!(e.contains("IPv6"), "{e}");
         let e = proxy_url(&server(UpstreamKind::Socks5 { address: hp("127.0.0.1:1080"), credentials: creds("a:b", "secret-pw") })).unwrap_err();

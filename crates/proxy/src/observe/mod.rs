@@ -84,7 +84,12 @@ pub struct Options {
 
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options").field("token", &self.token).field("config_path", &self.config_path).field("limits", &self.limits).field("mount", &self.mount.is_some()).finish()
+        f.debug_struct("Options")
+            .field("token", &self.token)
+            .field("config_path", &self.config_path)
+            .field("limits", &self.limits)
+            .field("mount", &self.mount.is_some())
+            .finish()
     }
 }
 

@@ -167,7 +167,12 @@ pub fn prometheus(r: &Report) -> String {
     p.one(&n("connections_active"), "gauge", "Client connections open now.", r.connections.active);
     p.one(&n("connections_total"), "counter", "Client connections accepted since start.", r.connections.total);
     p.one(&n("connections_refused_limit_total"), "counter", "Client connections refused by max_connections.", r.connections.refused_limit);
-    p.one(&n("connections_closed_early_total"), "counter", "Client connections closed before the handshake had a verdict (nothing sent, or shutdown).", r.connections.closed_early);
+    p.one(
+        &n("connections_closed_early_total"),
+        "counter",
+        "Client connections closed before the handshake had a verdict (nothing sent, or shutdown).",
+        r.connections.closed_early,
+    );
     p.family(&n("connections_refused_user_limit_total"), "counter", "Authenticated connections refused by a user's limit, by reason.");
     for (reason, v) in &r.connections.refused_user_limits {
         p.sample(&n("connections_refused_user_limit_total"), &[("reason", reason)], v);
@@ -215,18 +220,37 @@ pub fn prometheus(r: &Report) -> String {
         }
     }
     if let Some(m) = &r.middle {
-        p.one(&n("middle_config_generation"), "gauge", "Version of the middle-end configuration in force (1 = the local copy read at start, +1 per refresh that changed it).", m.config_generation);
+        p.one(
+            &n("middle_config_generation"),
+            "gauge",
+            "Version of the middle-end configuration in force (1 = the local copy read at start, +1 per refresh that changed it).",
+            m.config_generation,
+        );
         p.family(&n("middle_clusters"), "gauge", "Middle-end clusters in the configuration in force, by address family.");
         p.sample(&n("middle_clusters"), &[("family", "ipv4")], m.clusters_v4);
         p.sample(&n("middle_clusters"), &[("family", "ipv6")], m.clusters_v6);
-        p.family(&n("middle_config_refreshes_total"), "counter", "Middle-end configuration refreshes by result (failed: a document could not be fetched or validated; the copy in force stayed).");
+        p.family(
+            &n("middle_config_refreshes_total"),
+            "counter",
+            "Middle-end configuration refreshes by result (failed: a document could not be fetched or validated; the copy in force stayed).",
+        );
         p.sample(&n("middle_config_refreshes_total"), &[("result", "ok")], m.refreshes_ok);
         p.sample(&n("middle_config_refreshes_total"), &[("result", "failed")], m.refreshes_failed);
-        p.one(&n("middle_config_last_refresh_timestamp_seconds"), "gauge", "Unix time of the last middle-end configuration refresh without a failure (0: none yet).", m.last_refresh_ok_at.unwrap_or(0));
+        p.one(
+            &n("middle_config_last_refresh_timestamp_seconds"),
+            "gauge",
+            "Unix time of the last middle-end configuration refresh without a failure (0: none yet).",
+            m.last_refresh_ok_at.unwrap_or(0),
+        );
         p.one(&n("middle_sessions_active"), "gauge", "Clients relayed through a middle-end now.", m.sessions_active);
         p.one(&n("middle_sessions_total"), "counter", "Clients relayed through a middle-end since start.", m.sessions_total);
         p.one(&n("middle_connect_failures_total"), "counter", "Clients closed because no middle-end connection could be had.", m.connect_failures);
-        p.one(&n("middle_packets_dropped_total"), "counter", "Client packets not forwarded to the middle-end because they do not look like MTProto.", m.packets_dropped);
+        p.one(
+            &n("middle_packets_dropped_total"),
+            "counter",
+            "Client packets not forwarded to the middle-end because they do not look like MTProto.",
+            m.packets_dropped,
+        );
         p.family(&n("middle_connections_active"), "gauge", "Encrypted connections to middle-ends open now, by cluster.");
         for c in &m.clusters {
             p.sample(&n("middle_connections_active"), &[("cluster", &c.cluster)], c.connections_active);
@@ -235,7 +259,11 @@ pub fn prometheus(r: &Report) -> String {
         for c in &m.clusters {
             p.sample(&n("middle_connections_opened_total"), &[("cluster", &c.cluster)], c.connections_opened);
         }
-        p.family(&n("middle_connection_open_failures_total"), "counter", "Attempts to open a middle-end connection where no address of the cluster answered, by cluster.");
+        p.family(
+            &n("middle_connection_open_failures_total"),
+            "counter",
+            "Attempts to open a middle-end connection where no address of the cluster answered, by cluster.",
+        );
         for c in &m.clusters {
             p.sample(&n("middle_connection_open_failures_total"), &[("cluster", &c.cluster)], c.connection_open_failures);
         }
@@ -248,7 +276,12 @@ pub fn prometheus(r: &Report) -> String {
     p.family(&n("config_reloads_total"), "counter", "Configuration reloads by result.");
     p.sample(&n("config_reloads_total"), &[("result", "ok")], r.reloads.ok);
     p.sample(&n("config_reloads_total"), &[("result", "failed")], r.reloads.failed);
-    p.one(&n("config_last_reload_success"), "gauge", "1 when the last reload succeeded or none happened yet, 0 when it was refused.", r.reloads.last.as_ref().map_or(1, |l| l.ok as u8));
+    p.one(
+        &n("config_last_reload_success"),
+        "gauge",
+        "1 when the last reload succeeded or none happened yet, 0 when it was refused.",
+        r.reloads.last.as_ref().map_or(1, |l| l.ok as u8),
+    );
     p.one(&n("config_loaded_timestamp_seconds"), "gauge", "Unix time the configuration in force was loaded.", r.config.loaded_at);
     p.family(&n("users"), "gauge", "Configured users by state.");
     p.sample(&n("users"), &[("state", "enabled")], r.config.users_enabled);

@@ -124,7 +124,10 @@ mod tests {
         let stats = Stats::default();
         let media = DcSelection { media: true, ..Default::default() };
         let four = DcSelection { ids: vec![4], ..Default::default() };
-        let settings = UpstreamSettings { servers: vec![server("all", 1, DcSelection::all()), server("media", 1, media), server("four", 1, four.clone())], retry_after: Duration::from_secs(30) };
+        let settings = UpstreamSettings {
+            servers: vec![server("all", 1, DcSelection::all()), server("media", 1, media), server("four", 1, four.clone())],
+            retry_after: Duration::from_secs(30),
+        };
         let r = Router::new(&settings, &stats);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         assert_eq!(names(r.plan(2, 0, &mut rng)), ["all"]);
@@ -140,7 +143,8 @@ mod tests {
     #[test]
     fn weights_share_first_place_and_failed_servers_go_last_until_their_time() {
         let stats = Stats::default();
-        let settings = UpstreamSettings { servers: vec![server("a", 3, DcSelection::all()), server("b", 1, DcSelection::all())], retry_after: Duration::from_secs(30) };
+        let settings =
+            UpstreamSettings { servers: vec![server("a", 3, DcSelection::all()), server("b", 1, DcSelection::all())], retry_after: Duration::from_secs(30) };
         let r = Router::new(&settings, &stats);
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let firsts = (0..4000).filter(|_| r.plan(2, 0, &mut rng)[0].name == "a").count();

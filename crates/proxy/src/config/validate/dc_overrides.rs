@@ -16,7 +16,11 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &BTreeMap<String, Spanned<OneOrMany>>
         let id = DcKey::parse(key).map_err(|m| ctx.at(v, m, "write e.g. \"2\" = \"127.0.0.1:4443\""))?;
         // "2" and "02" are one DC: two entries would leave one of them silently unused.
         if let Some(i) = dc_overrides.iter().position(|(other, _)| *other == id) {
-            return Err(ctx.at(v, format!("DC override `{key}` names the same DC as `{}`", keys[i]), "keep one entry per DC; list several addresses in it as an array"));
+            return Err(ctx.at(
+                v,
+                format!("DC override `{key}` names the same DC as `{}`", keys[i]),
+                "keep one entry per DC; list several addresses in it as an array",
+            ));
         }
         keys.push(key);
         let mut addrs = Vec::new();

@@ -14,12 +14,12 @@ mod server;
 mod stats;
 mod store;
 mod syntax;
+#[cfg(test)]
+mod tests;
 mod timeouts;
 mod tls_fronting;
 mod upstream;
 mod users;
-#[cfg(test)]
-mod tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,12 +45,7 @@ impl Ctx<'_> {
     }
 
     fn err(&self, offset: usize, message: impl Into<String>, hint: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.to_path_buf(),
-            line: self.line(offset),
-            message: message.into(),
-            hint: hint.into(),
-        }
+        ConfigError::Invalid { path: self.path.to_path_buf(), line: self.line(offset), message: message.into(), hint: hint.into() }
     }
 
     fn at<T>(&self, v: &Spanned<T>, message: impl Into<String>, hint: impl Into<String>) -> ConfigError {
@@ -117,10 +112,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let usage_file = ctx.file_path(&raw.limits.usage_file, "usage_file")?;
     let fake_tls = tls_fronting::fake_tls(&ctx, &raw.fake_tls, cover_domains)?;
     let fronting = tls_fronting::fronting(&ctx, &raw.fronting)?;
-    let limits = Limits {
-        max_connections: ctx.int(&raw.limits.max_connections, "max_connections", 1, 10_000_000, d::MAX_CONNECTIONS as i64)? as usize,
-        usage_file,
-    };
+    let limits =
+        Limits { max_connections: ctx.int(&raw.limits.max_connections, "max_connections", 1, 10_000_000, d::MAX_CONNECTIONS as i64)? as usize, usage_file };
     let stats = stats::settings(&ctx, &raw.stats)?;
     let panel = panel::settings(&ctx, &raw.panel, &raw.stats, stats.listen, stats.tls.is_some())?;
     let (ad_tag, mut middle) = promoted::settings(&ctx, &raw.promoted_channel)?;

@@ -14,7 +14,11 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawPanel, stats: &RawStats, stats_li
         Some((v, t)) => {
             if !t.starts_with("$argon2") || t.split('$').count() < 5 {
                 // Never repeat the value: it may be a password typed here by mistake.
-                return Err(ctx.at(v, "`panel.password_hash` is not an argon2 hash (PHC string `$argon2id$…`)", "set it with `vless-mtproxy set-panel-password` (it reads the password from the terminal or stdin)"));
+                return Err(ctx.at(
+                    v,
+                    "`panel.password_hash` is not an argon2 hash (PHC string `$argon2id$…`)",
+                    "set it with `vless-mtproxy set-panel-password` (it reads the password from the terminal or stdin)",
+                ));
             }
             Some(t.to_string())
         }
@@ -52,7 +56,11 @@ fn allowed_hosts(ctx: &Ctx<'_>, raw: &RawPanel) -> Result<Vec<String>, ConfigErr
     for h in v.get_ref() {
         let h = h.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         if h.parse::<std::net::IpAddr>().is_err() && !super::valid_domain(&h) {
-            return Err(ctx.at(v, format!("`panel.allowed_hosts`: `{h}` is not a host name or an IP address"), "list the names the panel is opened by, without scheme or port: [\"panel.example.com\"]"));
+            return Err(ctx.at(
+                v,
+                format!("`panel.allowed_hosts`: `{h}` is not a host name or an IP address"),
+                "list the names the panel is opened by, without scheme or port: [\"panel.example.com\"]",
+            ));
         }
         out.push(h);
     }

@@ -16,7 +16,9 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawPromoted) -> Result<(Option<[u8; 
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => {
             let mut tag = [0u8; 16];
-            hex::decode_to_slice(v.get_ref().trim(), &mut tag).map_err(|_| ctx.at(v, "`ad_tag` is not 32 hexadecimal characters", "paste the proxy tag that @MTProxybot gave, e.g. \"0123456789abcdef0123456789abcdef\""))?;
+            hex::decode_to_slice(v.get_ref().trim(), &mut tag).map_err(|_| {
+                ctx.at(v, "`ad_tag` is not 32 hexadecimal characters", "paste the proxy tag that @MTProxybot gave, e.g. \"0123456789abcdef0123456789abcdef\"")
+            })?;
             Some(tag)
         }
     };
@@ -56,7 +58,11 @@ fn resolve(ctx: &Ctx<'_>, p: &str) -> PathBuf {
 fn middle_settings(ctx: &Ctx<'_>, raw: &RawPromoted) -> Result<MiddleSettings, ConfigError> {
     let required = |v: &S<String>, field: &str, default: &str| -> Result<Source, ConfigError> {
         source(ctx, v, field, default)?.ok_or_else(|| {
-            ctx.at(v.as_ref().unwrap(), format!("`{field}` cannot be off"), format!("remove the line to use Telegram's address ({default}), or give another URL or a file path"))
+            ctx.at(
+                v.as_ref().unwrap(),
+                format!("`{field}` cannot be off"),
+                format!("remove the line to use Telegram's address ({default}), or give another URL or a file path"),
+            )
         })
     };
     let proxy_secret = required(&raw.proxy_secret_url, "proxy_secret_url", d::PROXY_SECRET_URL)?;
@@ -65,11 +71,17 @@ fn middle_settings(ctx: &Ctx<'_>, raw: &RawPromoted) -> Result<MiddleSettings, C
     let cache_dir = resolve(ctx, non_blank(&raw.cache_dir).map_or(d::MIDDLE_CACHE_DIR, |(_, p)| p));
     let refresh_interval = ctx.duration(&raw.refresh_interval, "refresh_interval", d::MIDDLE_REFRESH)?;
     if refresh_interval < Duration::from_secs(1) {
-        return Err(ctx.at(raw.refresh_interval.as_ref().unwrap(), "`refresh_interval` is shorter than a second", "use e.g. \"1h\" (Telegram asks for about once a day)"));
+        return Err(ctx.at(
+            raw.refresh_interval.as_ref().unwrap(),
+            "`refresh_interval` is shorter than a second",
+            "use e.g. \"1h\" (Telegram asks for about once a day)",
+        ));
     }
     let nat_ip = match non_blank(&raw.nat_ip) {
         None => None,
-        Some((v, ip)) => Some(ip.parse::<std::net::IpAddr>().map_err(|_| ctx.at(v, format!("`nat_ip`: `{ip}` is not an IP address"), "write the public IPv4 or IPv6 address of this host, e.g. \"203.0.113.7\""))?),
+        Some((v, ip)) => Some(ip.parse::<std::net::IpAddr>().map_err(|_| {
+            ctx.at(v, format!("`nat_ip`: `{ip}` is not an IP address"), "write the public IPv4 or IPv6 address of this host, e.g. \"203.0.113.7\"")
+        })?),
     };
     let connections_per_dc = ctx.int(&raw.connections_per_dc, "connections_per_dc", 1, 64, d::MIDDLE_CONNECTIONS as i64)? as usize;
     Ok(MiddleSettings { proxy_secret, proxy_config, proxy_config_v6, cache_dir, refresh_interval, nat_ip, connections_per_dc, fetch_via: None })

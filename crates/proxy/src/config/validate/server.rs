@@ -39,7 +39,13 @@ pub(super) fn settings(ctx: &Ctx<'_>, server: &RawServer) -> Result<Server, Conf
             "prefer-v6" => IpPreference::PreferV6,
             "only-v4" => IpPreference::OnlyV4,
             "only-v6" => IpPreference::OnlyV6,
-            other => return Err(ctx.at(v, format!("`dc_ip` = \"{other}\" is not a known preference"), "use \"prefer-v4\", \"prefer-v6\", \"only-v4\" or \"only-v6\"")),
+            other => {
+                return Err(ctx.at(
+                    v,
+                    format!("`dc_ip` = \"{other}\" is not a known preference"),
+                    "use \"prefer-v4\", \"prefer-v6\", \"only-v4\" or \"only-v6\"",
+                ))
+            }
         },
     };
     let proxy_protocol = proxy_protocol(ctx, server)?;
@@ -60,9 +66,8 @@ fn listen(ctx: &Ctx<'_>, server: &RawServer) -> Result<Vec<SocketAddr>, ConfigEr
     let Some(v) = &server.listen else { return Ok(vec![SocketAddr::from(([0, 0, 0, 0], d::PORT))]) };
     let mut out = Vec::new();
     for item in v.get_ref().items() {
-        let addr: SocketAddr = item.parse().map_err(|_| {
-            ctx.at(v, format!("`listen`: `{item}` is not an address with a port"), "write e.g. \"0.0.0.0:8443\" or \"[::]:8443\"")
-        })?;
+        let addr: SocketAddr =
+            item.parse().map_err(|_| ctx.at(v, format!("`listen`: `{item}` is not an address with a port"), "write e.g. \"0.0.0.0:8443\" or \"[::]:8443\""))?;
         if addr.port() == 0 {
             return Err(ctx.at(v, format!("`listen`: `{item}` has port 0"), "choose a port from 1 to 65535"));
         }
@@ -84,7 +89,9 @@ fn proxy_protocol(ctx: &Ctx<'_>, server: &RawServer) -> Result<ProxyProtocol, Co
     let mut trusted = Vec::new();
     if let Some(v) = &server.trusted_proxies {
         for item in v.get_ref() {
-            let c = Cidr::parse(item).map_err(|m| ctx.at(v, format!("`trusted_proxies`: {m}"), "list addresses or networks of your front, e.g. [\"127.0.0.1/32\", \"10.0.0.0/8\"]"))?;
+            let c = Cidr::parse(item).map_err(|m| {
+                ctx.at(v, format!("`trusted_proxies`: {m}"), "list addresses or networks of your front, e.g. [\"127.0.0.1/32\", \"10.0.0.0/8\"]")
+            })?;
             trusted.push(c);
         }
     }
@@ -94,7 +101,11 @@ fn proxy_protocol(ctx: &Ctx<'_>, server: &RawServer) -> Result<ProxyProtocol, Co
             (None, Some(p)) => p.span().start,
             (None, None) => 0,
         };
-        return Err(ctx.err(at, "`proxy_protocol = true` but `trusted_proxies` is empty", "list the address of the front that sends the header, e.g. trusted_proxies = [\"127.0.0.1/32\"]"));
+        return Err(ctx.err(
+            at,
+            "`proxy_protocol = true` but `trusted_proxies` is empty",
+            "list the address of the front that sends the header, e.g. trusted_proxies = [\"127.0.0.1/32\"]",
+        ));
     }
     Ok(ProxyProtocol { enabled, trusted })
 }

@@ -18,15 +18,20 @@ pub(super) struct Stats {
 }
 
 pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawStats) -> Result<Stats, ConfigError> {
-    let listen = match &raw.listen {
-        None => Some(d::STATS_LISTEN.parse().unwrap()),
-        Some(v) if v.get_ref().trim().is_empty() || v.get_ref().trim() == "off" => None,
-        Some(v) => Some(v.get_ref().trim().parse::<SocketAddr>().map_err(|_| ctx.at(v, format!("`stats.listen`: `{}` is not an address with a port", v.get_ref()), "write e.g. \"127.0.0.1:8888\", or \"off\""))?),
-    };
+    let listen =
+        match &raw.listen {
+            None => Some(d::STATS_LISTEN.parse().unwrap()),
+            Some(v) if v.get_ref().trim().is_empty() || v.get_ref().trim() == "off" => None,
+            Some(v) => Some(v.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+                ctx.at(v, format!("`stats.listen`: `{}` is not an address with a port", v.get_ref()), "write e.g. \"127.0.0.1:8888\", or \"off\"")
+            })?),
+        };
     let allow_remote = flag(&raw.allow_remote);
     let token = match &raw.token {
         None => None,
-        Some(v) => Some(BearerToken::new(v.get_ref()).map_err(|m| ctx.at(v, format!("`stats.token`: {m}"), "generate one with `head -c 24 /dev/urandom | base64`"))?),
+        Some(v) => {
+            Some(BearerToken::new(v.get_ref()).map_err(|m| ctx.at(v, format!("`stats.token`: {m}"), "generate one with `head -c 24 /dev/urandom | base64`"))?)
+        }
     };
     if let Some(addr) = listen {
         if !(addr.ip().is_loopback() || (allow_remote && token.is_some())) {
@@ -53,8 +58,16 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawStats) -> Result<Stats, ConfigErr
 fn tls(ctx: &Ctx<'_>, raw: &RawStats) -> Result<Option<StatsTls>, ConfigError> {
     let (cert, key) = match (non_blank(&raw.tls_cert), non_blank(&raw.tls_key)) {
         (None, None) => return Ok(None),
-        (Some((v, _)), None) => return Err(ctx.at(v, "`stats.tls_cert` is set but `stats.tls_key` is not", "add tls_key = \"/path/to/key.pem\" to [stats], or remove tls_cert")),
-        (None, Some((v, _))) => return Err(ctx.at(v, "`stats.tls_key` is set but `stats.tls_cert` is not", "add tls_cert = \"/path/to/fullchain.pem\" to [stats], or remove tls_key")),
+        (Some((v, _)), None) => {
+            return Err(ctx.at(v, "`stats.tls_cert` is set but `stats.tls_key` is not", "add tls_key = \"/path/to/key.pem\" to [stats], or remove tls_cert"))
+        }
+        (None, Some((v, _))) => {
+            return Err(ctx.at(
+                v,
+                "`stats.tls_key` is set but `stats.tls_cert` is not",
+                "add tls_cert = \"/path/to/fullchain.pem\" to [stats], or remove tls_key",
+            ))
+        }
         (Some(c), Some(k)) => (c, k),
     };
     let dir = ctx.path.parent().map(PathBuf::from).unwrap_or_default();

@@ -14,17 +14,32 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawStore) -> Result<StoreSettings, C
     let url = match (non_blank(&raw.url), from_env) {
         (Some((v, _)), Some(_)) => return Err(ctx.at(v, "`[store]` has both `url` and `url_env`", "keep one of them")),
         (None, None) => {
-            return Err(ctx.err(0, "`[store]` has no `url`", "write url = \"postgres://USER:PASSWORD@HOST:5432/DB\" (or url_env = \"VARIABLE\"), or remove [store] to keep the users in this file"));
+            return Err(ctx.err(
+                0,
+                "`[store]` has no `url`",
+                "write url = \"postgres://USER:PASSWORD@HOST:5432/DB\" (or url_env = \"VARIABLE\"), or remove [store] to keep the users in this file",
+            ));
         }
         (None, Some((v, name, value))) if value.trim().is_empty() => {
-            return Err(ctx.at(v, format!("`store.url_env`: the environment variable {name} is not set"), "set it to the postgres:// URL (in Kubernetes: from the Secret), or write url = \"...\""));
+            return Err(ctx.at(
+                v,
+                format!("`store.url_env`: the environment variable {name} is not set"),
+                "set it to the postgres:// URL (in Kubernetes: from the Secret), or write url = \"...\"",
+            ));
         }
-        (None, Some((v, name, value))) => DbUrl::new(&value).map_err(|m| ctx.at(v, format!("`store.url_env`: {name}: {m}"), "set it to postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable"))?,
-        (Some((v, text)), None) => DbUrl::new(text).map_err(|m| ctx.at(v, format!("`store.url`: {m}"), "write url = \"postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable\""))?,
+        (None, Some((v, name, value))) => DbUrl::new(&value)
+            .map_err(|m| ctx.at(v, format!("`store.url_env`: {name}: {m}"), "set it to postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable"))?,
+        (Some((v, text)), None) => {
+            DbUrl::new(text).map_err(|m| ctx.at(v, format!("`store.url`: {m}"), "write url = \"postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable\""))?
+        }
     };
     if url.secret_str().contains("sslmode=require") || url.secret_str().contains("sslmode=verify") {
         let v = raw.url.as_ref().or(raw.url_env.as_ref()).unwrap();
-        return Err(ctx.at(v, "`store.url`: TLS to the database is not supported yet", "reach PostgreSQL on loopback, a private network or a tunnel, with sslmode=disable (docs/fleet.md)"));
+        return Err(ctx.at(
+            v,
+            "`store.url`: TLS to the database is not supported yet",
+            "reach PostgreSQL on loopback, a private network or a tunnel, with sslmode=disable (docs/fleet.md)",
+        ));
     }
     let node = match non_blank(&raw.node) {
         None => None,

@@ -213,7 +213,10 @@ fn upstream_servers_parse_in_file_order() {
     assert_eq!(names, ["xray", "media-direct", "web"]);
     assert_eq!(
         u.servers[0].kind,
-        UpstreamKind::Socks5 { address: HostPort::parse("127.0.0.1:10808").unwrap(), credentials: Some(Credentials { username: "u".into(), password: "p".into() }) }
+        UpstreamKind::Socks5 {
+            address: HostPort::parse("127.0.0.1:10808").unwrap(),
+            credentials: Some(Credentials { username: "u".into(), password: "p".into() })
+        }
     );
     assert_eq!(u.servers[0].weight, 3);
     assert_eq!(u.servers[1].dcs, DcSelection { any: false, media: true, ids: vec![4, -5] });

@@ -10,11 +10,7 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &RawTimeouts) -> Result<Timeouts, Con
         connect: ctx.duration(&raw.connect, "connect", d::CONNECT_TIMEOUT)?,
         idle: ctx.duration(&raw.idle, "idle", d::IDLE_TIMEOUT)?,
     };
-    for (v, name, t) in [
-        (&raw.handshake, "handshake", timeouts.handshake),
-        (&raw.connect, "connect", timeouts.connect),
-        (&raw.idle, "idle", timeouts.idle),
-    ] {
+    for (v, name, t) in [(&raw.handshake, "handshake", timeouts.handshake), (&raw.connect, "connect", timeouts.connect), (&raw.idle, "idle", timeouts.idle)] {
         if t.is_zero() {
             return Err(ctx.at(v.as_ref().unwrap(), format!("timeout `{name}` is zero"), "give a positive duration such as \"10s\""));
         }

@@ -35,7 +35,11 @@ pub(super) fn fake_tls(ctx: &Ctx<'_>, raw: &RawFakeTls, cover_domains: Vec<Strin
         cover_refresh: {
             let r = ctx.duration(&raw.cover_refresh, "cover_refresh", d::COVER_REFRESH)?;
             if r < d::COVER_REFRESH_MIN {
-                return Err(ctx.at(raw.cover_refresh.as_ref().unwrap(), "`fake_tls.cover_refresh` is shorter than a minute", "write a period such as \"6h\" (at least \"1m\")"));
+                return Err(ctx.at(
+                    raw.cover_refresh.as_ref().unwrap(),
+                    "`fake_tls.cover_refresh` is shorter than a minute",
+                    "write a period such as \"6h\" (at least \"1m\")",
+                ));
             }
             r
         },
@@ -48,7 +52,9 @@ pub(super) fn fronting(ctx: &Ctx<'_>, raw: &RawFronting) -> Result<Fronting, Con
         enabled: raw.enabled.unwrap_or(true),
         mask_host: match non_blank(&raw.mask_host) {
             None => None,
-            Some((v, h)) => Some(HostPort::parse(h).map_err(|m| ctx.at(v, format!("`mask_host`: {m}"), "write HOST:PORT of a real HTTPS site, e.g. \"www.example.com:443\""))?),
+            Some((v, h)) => Some(
+                HostPort::parse(h).map_err(|m| ctx.at(v, format!("`mask_host`: {m}"), "write HOST:PORT of a real HTTPS site, e.g. \"www.example.com:443\""))?,
+            ),
         },
         max_bytes: ctx.int(&raw.max_bytes, "max_bytes", 1024, i64::MAX, d::FRONTING_MAX_BYTES as i64)? as u64,
         max_duration: ctx.duration(&raw.max_duration, "max_duration", d::FRONTING_MAX_DURATION)?,

@@ -41,7 +41,9 @@ fn server(ctx: &Ctx<'_>, s: &Spanned<RawUpstreamServer>) -> Result<UpstreamServe
     let credentials = credentials(ctx, name, r)?;
     let address = match non_blank(&r.address) {
         None => None,
-        Some((v, text)) => Some(HostPort::parse(text).map_err(|m| ctx.at(v, format!("upstream `{name}` address: {m}"), "write HOST:PORT, e.g. \"127.0.0.1:10808\""))?),
+        Some((v, text)) => {
+            Some(HostPort::parse(text).map_err(|m| ctx.at(v, format!("upstream `{name}` address: {m}"), "write HOST:PORT, e.g. \"127.0.0.1:10808\""))?)
+        }
     };
     let kind = match kind {
         "direct" => {
@@ -49,7 +51,11 @@ fn server(ctx: &Ctx<'_>, s: &Spanned<RawUpstreamServer>) -> Result<UpstreamServe
                 return Err(ctx.at(v, format!("upstream `{name}` is direct and takes no `address`"), "remove `address`, or set type = \"socks5\" or \"http\""));
             }
             if credentials.is_some() {
-                return Err(ctx.at(r.username.as_ref().unwrap(), format!("upstream `{name}` is direct and takes no credentials"), "remove `username` and `password`"));
+                return Err(ctx.at(
+                    r.username.as_ref().unwrap(),
+                    format!("upstream `{name}` is direct and takes no credentials"),
+                    "remove `username` and `password`",
+                ));
             }
             UpstreamKind::Direct
         }

@@ -24,7 +24,11 @@ pub(super) fn settings(ctx: &Ctx<'_>, raw: &BTreeMap<String, Spanned<RawUser>>) 
             if let Some(other) = seen.insert(*s, u.name.clone()) {
                 if other != u.name {
                     let span = raw[&u.name].span().start;
-                    return Err(ctx.err(span, format!("users `{other}` and `{}` have the same secret", u.name), "give every user its own secret (`vless-mtproxy regenerate-user-secret NAME`)"));
+                    return Err(ctx.err(
+                        span,
+                        format!("users `{other}` and `{}` have the same secret", u.name),
+                        "give every user its own secret (`vless-mtproxy regenerate-user-secret NAME`)",
+                    ));
                 }
             }
         }
@@ -42,9 +46,9 @@ pub fn valid_domain(domain: &str) -> bool {
     domain.len() >= 4
         && domain.len() <= 182
         && domain.contains('.')
-        && domain.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 fn user(ctx: &Ctx<'_>, name: &str, v: &Spanned<RawUser>) -> Result<User, ConfigError> {
@@ -53,17 +57,32 @@ fn user(ctx: &Ctx<'_>, name: &str, v: &Spanned<RawUser>) -> Result<User, ConfigE
     if !valid_user_name(name) {
         return Err(ctx.err(at, format!("user name `{name}` is not allowed"), "use 1-64 letters, digits, `_`, `-` or `.`"));
     }
-    let secret_v = u.secret.as_ref().ok_or_else(|| ctx.err(at, format!("user `{name}` has no secret"), "add secret = \"<32 hex>\" (e.g. from `head -c 16 /dev/urandom | xxd -ps`)"))?;
-    let secret = Secret::from_hex(secret_v.get_ref()).map_err(|e| ctx.at(secret_v, format!("user `{name}`: {e}"), "the secret is 16 random bytes as 32 hex characters, without a dd/ee prefix or a domain"))?;
+    let secret_v = u
+        .secret
+        .as_ref()
+        .ok_or_else(|| ctx.err(at, format!("user `{name}` has no secret"), "add secret = \"<32 hex>\" (e.g. from `head -c 16 /dev/urandom | xxd -ps`)"))?;
+    let secret = Secret::from_hex(secret_v.get_ref()).map_err(|e| {
+        ctx.at(secret_v, format!("user `{name}`: {e}"), "the secret is 16 random bytes as 32 hex characters, without a dd/ee prefix or a domain")
+    })?;
     let kind_name = u.kind.as_ref().map(|k| k.get_ref().as_str()).unwrap_or("dd");
     let kind = match kind_name {
         "classic" => SecretKind::Classic,
         "dd" | "padded" | "secure" => SecretKind::Padded,
         "ee" | "fake-tls" | "tls" => {
-            let dv = u.domain.as_ref().ok_or_else(|| ctx.err(at, format!("user `{name}` is fake-TLS (ee) but has no domain"), "add domain = \"www.example.com\" (a real HTTPS site that is not blocked)"))?;
+            let dv = u.domain.as_ref().ok_or_else(|| {
+                ctx.err(
+                    at,
+                    format!("user `{name}` is fake-TLS (ee) but has no domain"),
+                    "add domain = \"www.example.com\" (a real HTTPS site that is not blocked)",
+                )
+            })?;
             let domain = dv.get_ref().trim().to_ascii_lowercase();
             if !valid_domain(&domain) {
-                return Err(ctx.at(dv, format!("user `{name}`: `{domain}` is not a valid domain"), "write a host name such as \"www.example.com\" (letters, digits, `-`, dots; 4-182 characters)"));
+                return Err(ctx.at(
+                    dv,
+                    format!("user `{name}`: `{domain}` is not a valid domain"),
+                    "write a host name such as \"www.example.com\" (letters, digits, `-`, dots; 4-182 characters)",
+                ));
             }
             SecretKind::FakeTls { domain }
         }
@@ -77,13 +96,22 @@ fn user(ctx: &Ctx<'_>, name: &str, v: &Spanned<RawUser>) -> Result<User, ConfigE
     }
     let previous_secret = match (&u.previous_secret, &u.previous_secret_expires) {
         (Some(ps), Some(exp)) => {
-            let s = Secret::from_hex(ps.get_ref()).map_err(|e| ctx.at(ps, format!("user `{name}` previous_secret: {e}"), "32 hex characters, or remove the line"))?;
+            let s = Secret::from_hex(ps.get_ref())
+                .map_err(|e| ctx.at(ps, format!("user `{name}` previous_secret: {e}"), "32 hex characters, or remove the line"))?;
             let secs = u64::try_from(*exp.get_ref()).map_err(|_| ctx.at(exp, "previous_secret_expires is negative", "a Unix time in seconds"))?;
             Some((s, UNIX_EPOCH + Duration::from_secs(secs)))
         }
         (None, None) => None,
-        (Some(ps), None) => return Err(ctx.at(ps, format!("user `{name}` has previous_secret without previous_secret_expires"), "add previous_secret_expires = <Unix time>, or remove previous_secret")),
-        (None, Some(exp)) => return Err(ctx.at(exp, format!("user `{name}` has previous_secret_expires without previous_secret"), "remove previous_secret_expires")),
+        (Some(ps), None) => {
+            return Err(ctx.at(
+                ps,
+                format!("user `{name}` has previous_secret without previous_secret_expires"),
+                "add previous_secret_expires = <Unix time>, or remove previous_secret",
+            ))
+        }
+        (None, Some(exp)) => {
+            return Err(ctx.at(exp, format!("user `{name}` has previous_secret_expires without previous_secret"), "remove previous_secret_expires"))
+        }
     };
     let limits = user_limits(ctx, name, u)?;
     Ok(User {
@@ -131,7 +159,9 @@ fn user_limits(ctx: &Ctx<'_>, name: &str, u: &RawUser) -> Result<UserLimits, Con
         None => None,
         Some(v) => Some(match v.get_ref() {
             SizeValue::Bytes(n) if *n >= 1 => *n as u64,
-            SizeValue::Bytes(n) => return Err(ctx.at(v, format!("user `{name}`: quota {n} is not positive"), "give a size such as \"10GiB\", or remove the line for no quota")),
+            SizeValue::Bytes(n) => {
+                return Err(ctx.at(v, format!("user `{name}`: quota {n} is not positive"), "give a size such as \"10GiB\", or remove the line for no quota"))
+            }
             SizeValue::Text(t) => parse_size(t).map_err(|m| ctx.at(v, format!("user `{name}`: {m}"), "give a size such as \"10GiB\""))?,
         }),
     };
@@ -140,13 +170,20 @@ fn user_limits(ctx: &Ctx<'_>, name: &str, u: &RawUser) -> Result<UserLimits, Con
         Some(v) => match v.get_ref().as_str() {
             "monthly" => true,
             "never" => false,
-            other => return Err(ctx.at(v, format!("user `{name}`: quota_reset = \"{other}\" is not known"), "use \"monthly\" (counted per calendar month, UTC) or \"never\"")),
+            other => {
+                return Err(ctx.at(
+                    v,
+                    format!("user `{name}`: quota_reset = \"{other}\" is not known"),
+                    "use \"monthly\" (counted per calendar month, UTC) or \"never\"",
+                ))
+            }
         },
     };
     let expires = match &u.expires {
         None => None,
         Some(v) => {
-            let secs = super::super::date::parse_expiry(v.get_ref()).map_err(|m| ctx.at(v, format!("user `{name}` expires: {m}"), "e.g. expires = \"2026-12-31\""))?;
+            let secs =
+                super::super::date::parse_expiry(v.get_ref()).map_err(|m| ctx.at(v, format!("user `{name}` expires: {m}"), "e.g. expires = \"2026-12-31\""))?;
             Some(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
         }
     };
