@@ -1,5 +1,5 @@
 //! The fail2ban filter and jail, generated from the proxy's documented failed-handshake line
-//! (`crates/proxy/src/events.rs`):
+//! (`crates/core/src/events.rs`):
 //!
 //! ```text
 //! 2026-01-02T03:04:05.678901Z  WARN vless_mtproxy::handshake: handshake failed client=203.0.113.9:51234 reason=bad_secret

@@ -317,7 +317,7 @@ fn store_section_defaults_errors_and_a_redacted_url() {
     }
 }
 
-/// The test certificates (self-signed, EC P-256) of crates/proxy/testdata.
+/// The test certificates (self-signed, EC P-256) of crates/core/testdata.
 fn testdata(name: &str) -> String {
     format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
 }
