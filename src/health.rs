@@ -4,7 +4,7 @@
 //!
 //! Two checks, chosen by the configuration:
 //! * statistics listener on (`[stats] listen`, default `127.0.0.1:8888`): `GET /health` there
-//!   with the monitor commands' HTTP client ([`crate::monitor::client`]); healthy on `200`. The
+//!   with the inspect commands' HTTP client ([`crate::inspect::client`]); healthy on `200`. The
 //!   proxy answers `200` only while a client listener accepts (docs/stats.md), so this asks the
 //!   process itself, and a probe is not counted as a client connection.
 //! * statistics listener off: a TCP connect to the client listen address(es), which only shows
@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mtproxy_core::config;
 
-use crate::monitor::{self, Endpoint, EndpointArgs};
+use crate::inspect::{self, Endpoint, EndpointArgs};
 
 #[derive(clap::Args)]
 pub struct HealthArgs {
@@ -41,13 +41,13 @@ fn choose(config_path: &Path) -> anyhow::Result<Check> {
     let none = EndpointArgs { stats_addr: None, stats_token: None };
     match config::load(config_path) {
         Ok(cfg) => match cfg.stats_listen {
-            Some(_) => Ok(Check::Http(monitor::endpoint(Some(&cfg), &none)?)),
-            None => Ok(Check::Tcp(cfg.listen.iter().copied().map(monitor::connectable).collect())),
+            Some(_) => Ok(Check::Http(inspect::endpoint(Some(&cfg), &none)?)),
+            None => Ok(Check::Tcp(cfg.listen.iter().copied().map(inspect::connectable).collect())),
         },
         Err(e) => {
             // The running proxy keeps its previous configuration; find its listener from the
             // lines as written. Without one there is nothing to check.
-            let ep = monitor::fallback_endpoint(config_path, &none).map_err(|_| e).with_context(|| "health: the configuration cannot be read")?;
+            let ep = inspect::fallback_endpoint(config_path, &none).map_err(|_| e).with_context(|| "health: the configuration cannot be read")?;
             eprintln!("warning: the configuration does not validate; checking the statistics listener its [stats] lines name ({})", ep.addr);
             Ok(Check::Http(ep))
         }

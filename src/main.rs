@@ -7,13 +7,13 @@ mod cli;
 mod fleet;
 mod health;
 mod hostsec;
-mod links;
+mod inspect;
 mod logfile;
-mod monitor;
 mod panel;
 mod qr;
 mod serve;
 mod setup;
+mod share;
 mod store;
 mod uninstall;
 
@@ -46,7 +46,7 @@ enum Command {
     #[command(flatten)]
     Ops(cli::Ops),
     #[command(flatten)]
-    Monitor(monitor::MonitorCommand),
+    Monitor(inspect::MonitorCommand),
     /// Exit 0 when the proxy is healthy: GET /health on the statistics listener, else a TCP
     /// connect to the listen port (the container health check).
     Health(health::HealthArgs),
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Command::Health(args) => health::run(&cli.config, args),
         Command::Host(cmd) => hostsec::run(&cli.config, cmd),
         Command::Ops(op) => cli::run(&cli.config, op),
-        Command::Monitor(cmd) => monitor::run(&cli.config, cmd),
+        Command::Monitor(cmd) => inspect::run(&cli.config, cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,7 @@
 //! QR codes of proxy links, rendered on this host (the secret never goes to a web service):
 //! PNG (8-bit grey, 8 pixels a module, 4-module quiet zone) and SVG files, written to a
 //! per-user folder with modes 0700/0600 because a link carries the secret. The terminal form
-//! lives in `links::qr_terminal`.
+//! lives in `share::qr_terminal`.
 
 use std::fs::OpenOptions;
 use std::io::Write;

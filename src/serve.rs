@@ -19,7 +19,7 @@ use mtproxy_core::server::ListenerCommand;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::fleet::node::Fleet;
-use crate::links;
+use crate::share;
 
 /// Make the listeners match `listen`: bind the new addresses first, then close the ones no
 /// longer listed. Open connections are not touched (they do not belong to a listener). If
@@ -86,17 +86,17 @@ fn create_initial_config(path: &Path) -> anyhow::Result<()> {
 }
 
 fn print_links(cfg: &config::Config) {
-    let (host, warning) = links::public_host(cfg);
+    let (host, warning) = share::public_host(cfg);
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
     for u in cfg.users.iter().filter(|u| u.enabled) {
-        let (tg, tme) = links::user_links(cfg, u, &host);
+        let (tg, tme) = share::links(cfg, u, &host);
         println!("user {} ({}):\n  {tg}\n  {tme}", u.name, u.kind.name());
     }
     if let Some(first) = cfg.users.iter().find(|u| u.enabled) {
-        let (_, tme) = links::user_links(cfg, first, &host);
-        println!("QR code for user {}:\n{}", first.name, links::qr_terminal(&tme));
+        let (_, tme) = share::links(cfg, first, &host);
+        println!("QR code for user {}:\n{}", first.name, share::qr_terminal(&tme));
     }
 }
 
@@ -200,7 +200,7 @@ async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, ov
     let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let stats_listen = cfg.stats_listen;
     let stats_tls = cfg.stats_tls.is_some();
-    let mut stats_opts = mtproxy_core::observe::Options {
+    let mut stats_opts = mtproxy_core::stats_listener::Options {
         token: cfg.stats_token.clone(),
         config_path: Some(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).display().to_string()),
         ..Default::default()
@@ -217,10 +217,10 @@ async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, ov
     let shutdown = CancellationToken::new();
     if let Some(addr) = stats_listen {
         // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
-        match mtproxy_core::observe::bind(addr) {
+        match mtproxy_core::stats_listener::bind(addr) {
             Ok(l) => {
                 tracing::info!(%addr, tls = stats_tls, "statistics listener (/stats, /stats.json, /metrics, /health; web panel at /panel/ when a password is set)");
-                tokio::spawn(mtproxy_core::observe::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
+                tokio::spawn(mtproxy_core::stats_listener::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
             }
             Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),
         }

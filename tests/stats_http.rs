@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mtproxy_core::config::{parse_str, DcKey, HostPort};
-use mtproxy_core::observe::{self, Limits, Options, Report};
+use mtproxy_core::stats_listener::{self, Limits, Options, Report};
 use mtproxy_core::{bind, serve, Shared};
 use mtproxy_proto::Secret;
 use mtproxy_testkit::{Client, FakeDc, Mode};
@@ -44,11 +44,11 @@ async fn start(token: bool, limits: Limits) -> Env {
     let shared = Shared::new(cfg, vec![(DcKey::Any, vec![HostPort::parse(&dc.addr.to_string()).unwrap()])]);
     let stop = CancellationToken::new();
     tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), Duration::from_secs(1)));
-    let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let stats = sl.local_addr().unwrap();
     let token = token.then(|| mtproxy_core::config::BearerToken::new(TOKEN).unwrap());
     let opts = Options { token, config_path: Some("t.toml".into()), limits, mount: None };
-    tokio::spawn(observe::serve_stats(sl, shared.clone(), opts, stop.clone()));
+    tokio::spawn(stats_listener::serve_stats(sl, shared.clone(), opts, stop.clone()));
     Env { proxy, stats, shared, dc, _stop: stop }
 }
 
@@ -272,10 +272,10 @@ async fn health_and_token() {
     // Without a running client listener the proxy is not healthy.
     let cfg = parse_str("[users.a]\nsecret = \"a1112233445566778899aabbccddeeff\"\n", Path::new("t.toml")).unwrap();
     let idle = Shared::new(cfg, vec![]);
-    let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = sl.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(observe::serve_stats(sl, idle, Options::default(), stop.clone()));
+    tokio::spawn(stats_listener::serve_stats(sl, idle, Options::default(), stop.clone()));
     let (st, _, _) = get(addr, "/health", "").await;
     assert_eq!(st, 503);
     stop.cancel();
@@ -387,11 +387,11 @@ async fn idle_keep_alive_connections_are_closed() {
 #[tokio::test]
 async fn a_mount_answers_its_paths_and_leaves_the_rest() {
     struct Echo;
-    impl observe::Mount for Echo {
+    impl stats_listener::Mount for Echo {
         fn handles(&self, path: &str) -> bool {
             path.starts_with("/panel/")
         }
-        fn call(&self, req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr) -> observe::MountFuture {
+        fn call(&self, req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr) -> stats_listener::MountFuture {
             let text = format!("{} {} from {}", req.method(), req.uri().path(), peer.ip());
             Box::pin(async move {
                 let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
@@ -403,10 +403,10 @@ async fn a_mount_answers_its_paths_and_leaves_the_rest() {
     let cfg = parse_str("[users.a]\nsecret = \"a1112233445566778899aabbccddeeff\"\n", Path::new("t.toml")).unwrap();
     let shared = Shared::new(cfg, vec![]);
     let stop = CancellationToken::new();
-    let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let stats = sl.local_addr().unwrap();
     let opts = Options { mount: Some(Arc::new(Echo)), ..Default::default() };
-    tokio::spawn(observe::serve_stats(sl, shared, opts, stop.clone()));
+    tokio::spawn(stats_listener::serve_stats(sl, shared, opts, stop.clone()));
     let (st, _, body) = get(stats, "/panel/api/x", "").await;
     assert_eq!((st, body.as_str()), (418, "GET /panel/api/x from 127.0.0.1"));
     assert_eq!(get(stats, "/stats", "").await.0, 200);

@@ -1,7 +1,7 @@
 //! Cover domains for fake-TLS users (`[fake_tls] domains`), and the network check of a domain.
 //!
 //! The check resolves the name, connects to port 443 and sends a TLS ClientHello
-//! (`monitor::tlsprobe`), each step bounded by [`CHECK_TIMEOUT`]: a cover domain must answer
+//! (`inspect::tlsprobe`), each step bounded by [`CHECK_TIMEOUT`]: a cover domain must answer
 //! TLS 1.3, because fake-TLS answers like a TLS 1.3 server and a prober comparing the two would
 //! notice. It only warns: a host without outside network (or a test) must still be able to save
 //! the domain.
@@ -21,7 +21,7 @@ use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use super::output::print_json;
 use super::output::JsonArg;
-use crate::monitor::tlsprobe::{self, TlsAnswer};
+use crate::inspect::tlsprobe::{self, TlsAnswer};
 use crate::store::{self, Store};
 
 /// Bound of each network step of a domain check.

@@ -7,7 +7,7 @@ use mtproxy_core::config::{date, Config, User};
 use mtproxy_proto::SecretKind;
 use serde_json::{json, Value};
 
-use crate::{links, qr};
+use crate::{qr, share};
 
 #[derive(clap::Args)]
 pub struct JsonArg {
@@ -42,13 +42,13 @@ fn qr_dir(config_path: &Path, args: &QrArgs) -> PathBuf {
 
 /// The links of a user (tg://, https://t.me) with the host links carry.
 pub fn user_links(cfg: &Config, user: &User) -> (String, String) {
-    let (host, _) = links::public_host(cfg);
-    links::user_links(cfg, user, &host)
+    let (host, _) = share::public_host(cfg);
+    share::links(cfg, user, &host)
 }
 
 /// Warn (stderr) when links carry a guessed local address.
 pub fn warn_host(cfg: &Config) {
-    if let (_, Some(w)) = links::public_host(cfg) {
+    if let (_, Some(w)) = share::public_host(cfg) {
         eprintln!("warning: {w}");
     }
 }
@@ -60,7 +60,7 @@ pub fn print_user(config_path: &Path, cfg: &Config, user: &User, args: &QrArgs) 
     println!("  {tg}");
     println!("  {tme}");
     if !args.no_qr {
-        println!("{}", links::qr_terminal(&tme));
+        println!("{}", share::qr_terminal(&tme));
     }
     if args.png || args.svg {
         for p in qr::write_files(&qr_dir(config_path, args), &user.name, &tme, args.png, args.svg)? {
@@ -130,7 +130,7 @@ pub fn user_json(cfg: &Config, user: &User, with_secret: bool) -> Value {
         "name": user.name,
         "kind": user.kind.name(),
         "domain": domain(user),
-        "secret_masked": links::masked_client_form(user),
+        "secret_masked": share::masked_client_form(user),
         "enabled": user.enabled,
         "created": user.created,
         "rotated": user.rotated,

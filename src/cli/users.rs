@@ -338,8 +338,8 @@ pub fn list(config: &Path, a: ListArgs, secrets_view: bool) -> anyhow::Result<()
         .iter()
         .map(|u| {
             [
-                if secrets_view { crate::links::masked_client_form(u) } else { u.name.clone() },
-                if secrets_view { u.name.clone() } else { crate::links::masked_client_form(u) },
+                if secrets_view { crate::share::masked_client_form(u) } else { u.name.clone() },
+                if secrets_view { u.name.clone() } else { crate::share::masked_client_form(u) },
                 format!("{}{}", u.kind.name(), output::domain(u).map(|d| format!(" ({d})")).unwrap_or_default()),
                 u.created.clone().unwrap_or_else(|| "-".into()),
                 u.rotated.clone().unwrap_or_else(|| "-".into()),
@@ -549,7 +549,7 @@ pub fn show_config(config: &Path, a: ShowConfigArgs) -> anyhow::Result<()> {
         output::warn_host(&cfg);
         return print_user(config, &cfg, user, &a.qr);
     }
-    let (host, warning) = crate::links::public_host(&cfg);
+    let (host, warning) = crate::share::public_host(&cfg);
     let listen: Vec<String> = cfg.listen.iter().map(|a| a.to_string()).collect();
     if a.json {
         let users: Vec<_> = cfg.users.iter().map(|u| user_json(&cfg, u, true)).collect();

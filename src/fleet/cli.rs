@@ -220,7 +220,7 @@ pub fn print_node_links(cfg: &Config, user: &User) {
     }
     println!("links through each node of the fleet:");
     for n in fresh {
-        let (tg, _) = crate::links::user_links_at(user, &n.link_host, n.link_port);
+        let (tg, _) = crate::share::links_at(user, &n.link_host, n.link_port);
         println!("  {}: {tg}", n.node);
     }
 }

@@ -220,7 +220,7 @@ impl Fleet {
         let users: Vec<_> = snap.users.iter().map(|e| (e.user.clone(), e.stats.clone())).collect();
         let rows = shared.limits.usage_table(&users, now);
         let link_host =
-            self.settings.public_host.clone().or_else(|| snap.config.public_host.clone()).unwrap_or_else(|| crate::links::public_host(&snap.config).0);
+            self.settings.public_host.clone().or_else(|| snap.config.public_host.clone()).unwrap_or_else(|| crate::share::public_host(&snap.config).0);
         let st = &shared.stats;
         let hb = db::Heartbeat {
             node: &self.node,

@@ -21,7 +21,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use mtproxy_core::observe::Report;
+use mtproxy_core::stats_listener::Report;
 use serde::{Deserialize, Serialize};
 
 pub const MINUTE: u64 = 60;

@@ -4,8 +4,8 @@
 //! Why here, in the binary: every write must go through the CLI's own code (`cli::users`:
 //! the same validation, the same locked atomic write of the config through `store`, the same
 //! live reload by the file watch), and that code lives in the binary. The statistics listener
-//! (library crate, `observe`) knows nothing of it: `serve` hands it this [`Panel`] as an
-//! [`observe::Mount`] for `/` and `/panel/…`.
+//! (library crate, `stats_listener`) knows nothing of it: `serve` hands it this [`Panel`] as an
+//! [`stats_listener::Mount`] for `/` and `/panel/…`.
 //!
 //! ```text
 //! browser --HTTP (loopback, SSH tunnel) or HTTPS ([stats] tls_cert)--> stats listener --/panel/...--> Panel::handle
@@ -33,7 +33,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
-use mtproxy_core::observe::{self, Mount, MountFuture};
+use mtproxy_core::stats_listener::{self, Mount, MountFuture};
 use mtproxy_core::Shared;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -209,8 +209,8 @@ impl Panel {
         Arc::new(Panel { config_path: config_path.to_path_buf(), shared, sessions: auth::Sessions::default(), history: Mutex::new(history), history_path })
     }
 
-    fn report(&self) -> observe::Report {
-        observe::collect(&self.shared, &observe::Context { config_path: Some(self.config_path.display().to_string()), ..Default::default() })
+    fn report(&self) -> stats_listener::Report {
+        stats_listener::collect(&self.shared, &stats_listener::Context { config_path: Some(self.config_path.display().to_string()), ..Default::default() })
     }
 
     /// Take one reading of the counters into the history.

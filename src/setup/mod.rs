@@ -780,12 +780,12 @@ fn print_finish(paths: &Paths, rt: Runtime, state: &InstallState) {
     match mtproxy_core::config::load(&cfg_file) {
         Ok(cfg) => {
             if let Some(u) = config_step::first_user(&cfg) {
-                let (host, warning) = crate::links::public_host(&cfg);
+                let (host, warning) = crate::share::public_host(&cfg);
                 if let Some(w) = warning {
                     println!("warning: {w}");
                 }
-                let (tg, tme) = crate::links::user_links(&cfg, u, &host);
-                println!("\nUser {} ({}):\n  {tg}\n  {tme}\n{}", u.name, u.kind.name(), crate::links::qr_terminal(&tme));
+                let (tg, tme) = crate::share::links(&cfg, u, &host);
+                println!("\nUser {} ({}):\n  {tg}\n  {tme}\n{}", u.name, u.kind.name(), crate::share::qr_terminal(&tme));
             }
         }
         Err(e) => println!("warning: cannot read the configuration back: {e}"),

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use mtproxy_core::config::HostPort;
 
-use crate::monitor::tlscert;
+use crate::inspect::tlscert;
 use crate::setup::files::{self, FileError};
 use crate::setup::host;
 use crate::setup::options::Invalid;
@@ -518,7 +518,7 @@ mod tests {
         assert_eq!(parse_cover("8080", 1, c.clone()).unwrap(), Cover::Existing(HostPort { host: "127.0.0.1".into(), port: 8080 }));
         assert_eq!(parse_cover("10.0.0.2:443", 1, c.clone()).unwrap(), Cover::Existing(HostPort { host: "10.0.0.2".into(), port: 443 }));
         assert!(parse_cover("web server", 1, c).unwrap_err().0.contains("write nginx"));
-        let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/monitor/testdata");
+        let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inspect/testdata");
         assert!(check_pair(&td.join("cover.crt"), &td.join("cover.key"), "cover.test").unwrap().contains("cover.test"));
         assert!(check_pair(&td.join("cover.crt"), &td.join("cover.key"), "other.test").unwrap_err().0.contains("not other.test"));
         assert!(check_pair(&td.join("cover.crt"), &td.join("other.key"), "cover.test").unwrap_err().0.contains("is not the key"));

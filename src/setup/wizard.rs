@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_domain_that_points_here_is_offered_as_own_domain() {
-        let td = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/monitor/testdata");
+        let td = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inspect/testdata");
         let certbot = |_: &str| (td.join("cover.crt"), td.join("cover.key"));
         let ctx = OwnCtx { points_here: &|d| d == "cover.test", certbot: &certbot, site_conflict: &|| None };
         let taken = |p: u16| p == 443;

@@ -1,16 +1,17 @@
 //! The vless-mtproxy server as a library.
 //!
 //! `config` turns a TOML file into a validated model; `server` binds and accepts; each
-//! connection may start with a PROXY protocol header from a trusted front (`proxy_header`), then
+//! connection may start with a PROXY protocol header from a trusted front (`admit`), then
 //! goes through `handshake` (with `replay`, and `hints` to try a returning address's secret
 //! first), then `fronting` on failure, or on success `upstream` + `relay` (direct to a DC) or
 //! `middle` (the middle-proxy path, while an ad tag is set). `limits` holds the per-user
-//! limits; `events` and `stats` are what observers see, and `observe` is the statistics
+//! limits; `events` and `stats` are what observers see, and `stats_listener` is the statistics
 //! listener that reads them. `snapshot` is the immutable configuration view that live reloads
 //! swap. `cover` learns each cover site's TLS flight and shapes the fake-TLS flight like it.
 
 #![forbid(unsafe_code)]
 
+pub mod admit;
 pub mod config;
 pub mod cover;
 pub mod dc;
@@ -20,13 +21,12 @@ pub mod handshake;
 pub mod hints;
 pub mod limits;
 pub mod middle;
-pub mod observe;
-pub mod proxy_header;
 pub mod relay;
 pub mod replay;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod stats_listener;
 pub mod upstream;
 
 pub use server::{bind, serve, Shared};

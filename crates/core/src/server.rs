@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::admit::{self, Admission};
 use crate::config::{Config, DcKey, HostPort};
 use crate::cover::CoverBook;
 use crate::events::{log_handshake_failure, ClientAddr, FailReason};
@@ -26,7 +27,6 @@ use crate::fronting;
 use crate::handshake::{handshake, Authenticated, Failure, Guards, HandshakeState, Origin};
 use crate::hints::SecretHints;
 use crate::middle::{self, Middle};
-use crate::proxy_header::{self, Admission};
 use crate::relay::{pump, Activity, ClientToDc, DcToClient, LazyCtr, Recrypt};
 use crate::replay::ReplayCache;
 use crate::snapshot::Snapshot;
@@ -219,7 +219,7 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
     // One deadline for the PROXY header and the handshake together.
     let deadline = tokio::time::Instant::now() + snap.config.timeouts.handshake;
     // A trusted front's PROXY header names the real client: from here on `peer` is that address.
-    let (peer, mut st) = match Box::pin(proxy_header::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all)).await {
+    let (peer, mut st) = match Box::pin(admit::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all)).await {
         Admission::Proceed(client, st) => (client, st),
         Admission::Quiet => return count_closed_early(&stats),
         Admission::Fail(st, reason) => return fail(stream, peer, st, reason, &snap, &stats).await,

@@ -11,7 +11,7 @@
 //! reload), never per packet: distinct client IPs per user (a small map behind a mutex taken at
 //! open and close), upstream connect latency per DC (a fixed-bucket histogram of atomics), the
 //! result of the last configuration reload, and the addresses the proxy accepts on. Observers
-//! (`observe`, the CLI) read it all through [`crate::observe::Report`].
+//! (`stats_listener`, the CLI) read it all through [`crate::stats_listener::Report`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

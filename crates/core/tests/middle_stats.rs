@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtproxy_core::config::{parse_str, Config, DcKey, HostPort};
-use mtproxy_core::observe::report::MiddleReport;
-use mtproxy_core::observe::{self, Options, Report};
+use mtproxy_core::stats_listener::report::MiddleReport;
+use mtproxy_core::stats_listener::{self, Options, Report};
 use mtproxy_core::{bind, serve, Shared};
 use mtproxy_proto::{ProtoTag, Secret};
 use mtproxy_testkit::fake_me::{FakeMe, QUICK_ACK_TOKEN, RES_PQ};
@@ -46,9 +46,9 @@ async fn start(cfg: Config) -> Proxy {
     let shared = Shared::new(cfg, vec![(DcKey::Any, vec![HostPort::parse(&dc.addr.to_string()).unwrap()])]);
     let stop = CancellationToken::new();
     tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), Duration::from_secs(1)));
-    let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let stats = sl.local_addr().unwrap();
-    tokio::spawn(observe::serve_stats(sl, shared.clone(), Options::default(), stop.clone()));
+    tokio::spawn(stats_listener::serve_stats(sl, shared.clone(), Options::default(), stop.clone()));
     Proxy { addr, stats, shared, _dc: dc, _stop: stop }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtproxy_core::config::parse_str;
-use mtproxy_core::observe::{self, tls, Options};
+use mtproxy_core::stats_listener::{self, tls, Options};
 use mtproxy_core::Shared;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,10 +41,10 @@ async fn https_get(addr: SocketAddr, cert: &str, path: &str) -> std::io::Result<
 #[tokio::test]
 async fn https_only_with_the_configured_certificate() {
     let shared = Shared::new(config("stats-a"), vec![]);
-    let sl = observe::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = sl.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(observe::serve_stats(sl, Arc::clone(&shared), Options::default(), stop.clone()));
+    tokio::spawn(stats_listener::serve_stats(sl, Arc::clone(&shared), Options::default(), stop.clone()));
 
     let r = https_get(addr, "stats-a", "/metrics").await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::super::raw::RawStats;
 use super::{d, flag, non_blank, BearerToken, ConfigError, Ctx, StatsTls};
-use crate::observe::tls::{server_config, TlsFileError};
+use crate::stats_listener::tls::{server_config, TlsFileError};
 
 /// The validated `[stats]` values, moved into `Config` by `parse_str`.
 pub(super) struct Stats {

@@ -232,7 +232,7 @@ pub async fn run(config: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     checks.extend(results.into_iter().flat_map(|(_, c)| c));
     // Local, and last: how fresh the flights the proxy learned from its covers are.
     checks.extend(
-        cfg.fake_tls_domains().into_iter().take(3).map(|d| cover::check_learned(&cfg, config, &args.data_dir, d, crate::monitor::tlscert::now_unix() as u64)),
+        cfg.fake_tls_domains().into_iter().take(3).map(|d| cover::check_learned(&cfg, config, &args.data_dir, d, crate::inspect::tlscert::now_unix() as u64)),
     );
     finish(checks, args.json)
 }

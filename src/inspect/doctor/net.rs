@@ -17,8 +17,8 @@ use mtproxy_core::dc::Target;
 use tokio::net::TcpStream;
 
 use super::{Check, Level};
-use crate::monitor::client;
-use crate::monitor::{tlscert, tlsprobe};
+use crate::inspect::client;
+use crate::inspect::{tlscert, tlsprobe};
 
 /// Default routes of this host's network namespace: (IPv4, IPv6), loopback excluded.
 pub fn default_routes() -> (bool, bool) {

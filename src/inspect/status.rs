@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use mtproxy_core::observe::report::MiddleReport;
+use mtproxy_core::stats_listener::report::MiddleReport;
 
 use super::{endpoint, fetch_report, human_duration, load_config, EndpointArgs};
 

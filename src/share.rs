@@ -36,12 +36,12 @@ pub fn public_host(config: &Config) -> (String, Option<String>) {
 }
 
 /// Both link forms for a user.
-pub fn user_links(config: &Config, user: &User, host: &str) -> (String, String) {
-    user_links_at(user, host, config.link_port())
+pub fn links(config: &Config, user: &User, host: &str) -> (String, String) {
+    links_at(user, host, config.link_port())
 }
 
 /// The links of a user through one address (a fleet node's, in `show-user-config`).
-pub fn user_links_at(user: &User, host: &str, port: u16) -> (String, String) {
+pub fn links_at(user: &User, host: &str, port: u16) -> (String, String) {
     (links::tg_link(host, port, &user.secret, &user.kind), links::tme_link(host, port, &user.secret, &user.kind))
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mtproxy_core::config::parse_duration;
-use mtproxy_core::observe::Report;
+use mtproxy_core::stats_listener::Report;
 
 use super::{endpoint, fetch_report, human_bytes, human_duration, load_config, EndpointArgs};
 

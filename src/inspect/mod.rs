@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use mtproxy_core::config::{self, Config};
-use mtproxy_core::observe::Report;
+use mtproxy_core::stats_listener::Report;
 
 pub use doctor::DoctorArgs;
 pub use status::StatusArgs;
@@ -63,7 +63,7 @@ impl Endpoint {
         }
         let tls = match &self.tls_cert {
             None => None,
-            Some(pem) => Some(mtproxy_core::observe::tls::pinned_connector(pem).map_err(|e| anyhow!("[stats] tls_cert: {e}"))?),
+            Some(pem) => Some(mtproxy_core::stats_listener::tls::pinned_connector(pem).map_err(|e| anyhow!("[stats] tls_cert: {e}"))?),
         };
         Ok(client::request_over(self.addr, tls.as_ref(), &self.addr.to_string(), "GET", path, &headers, timeout).await?)
     }

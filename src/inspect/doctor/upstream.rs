@@ -13,7 +13,7 @@ use mtproxy_core::dc;
 use mtproxy_core::upstream::{self, LegError};
 
 use super::{Check, Level};
-use crate::monitor::doctor::net::Net;
+use crate::inspect::doctor::net::Net;
 
 /// Whether some server names `dc`, i.e. the proxy does not connect to it directly.
 pub fn routed(cfg: &Config, dc: i16) -> Option<&UpstreamServer> {

@@ -259,7 +259,7 @@ mod tests {
         assert!(matches!(load_pair(&c, &k), Err(PairError::NoCert { .. })));
         assert!(matches!(load_pair(&dir.path().join("none"), &k), Err(PairError::Read { .. })));
         // A test pair made once with openssl (valid for 100 years, SAN cover.test and *.cover.test).
-        let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/monitor/testdata");
+        let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/inspect/testdata");
         std::fs::write(&k, "not a key").unwrap();
         assert!(matches!(load_pair(&td.join("cover.crt"), &k), Err(PairError::NoKey { .. })));
         let mismatch = load_pair(&td.join("cover.crt"), &td.join("other.key")).unwrap_err();

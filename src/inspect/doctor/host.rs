@@ -9,8 +9,8 @@ use tokio::net::TcpStream;
 
 use super::net::Net;
 use super::{Check, Level};
-use crate::monitor::connectable;
-use crate::monitor::status::command_output;
+use crate::inspect::connectable;
+use crate::inspect::status::command_output;
 
 fn which(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
