@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{Config, HostPort};
+use crate::events::{log_handshake_failure, FailReason};
+use crate::handshake::HandshakeState;
 use crate::relay::{pump, Activity, Identity};
 use crate::stats::{ByteCounter, Stats};
 
@@ -68,6 +70,17 @@ pub fn is_loop(mask: SocketAddr, local: SocketAddr, listen: &[SocketAddr]) -> bo
     listen.iter().any(|l| {
         l.port() == mask.port() && (norm(*l).ip() == mask.ip() || (l.ip().is_unspecified() && (mask.ip().is_loopback() || mask.ip().is_unspecified())))
     })
+}
+
+/// The failure branch of the data path (docs/design.md "data path": a failed PROXY header or
+/// handshake): logged and counted, then fronted with what was read, unless the server already
+/// answered (a ServerHello was sent).
+pub async fn after_failure(client: TcpStream, peer: SocketAddr, st: HandshakeState, reason: FailReason, config: &Config, stats: &Arc<Stats>) {
+    log_handshake_failure(peer, reason);
+    stats.handshake_failed(reason);
+    if !st.replied {
+        front(client, st.consumed, config, stats.clone(), config.timeouts.handshake).await;
+    }
 }
 
 /// Hand the connection to the mask host. Returns when the fronted session ends.

@@ -13,9 +13,15 @@
 //! Every byte read is kept in [`HandshakeState::consumed`] until the client is authenticated,
 //! so a failed or probing connection can be handed to the mask host unchanged. Secrets are
 //! tried in [`Snapshot::search_order`]: the one the client's address used last first (`hints`).
+//!
+//! The stage (docs/design.md "data path": after `admit`, before `limits`) is [`run`]: the
+//! handshake under the deadline it shares with the PROXY header, ended early by shutdown. It
+//! takes what it reads and nothing more: the snapshot, the replay cache and cover shapes
+//! ([`Guards`]), the client and the hints ([`Origin`]), and the wall clock and randomness as
+//! arguments (like `limits`), so a test can fix both.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,9 +32,11 @@ use mtproxy_proto::opening::{self, Opening};
 use mtproxy_proto::{ProtoTag, SecretKind};
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::cover::{self, ClientOffer, CoverBook};
-use crate::events::FailReason;
+use crate::events::{ClientAddr, FailReason};
 use crate::hints::SecretHints;
 use crate::replay::ReplayCache;
 use crate::snapshot::{Candidate, Snapshot, UserEntry};
@@ -113,7 +121,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 /// The client's address and the table of the secrets addresses used last.
 #[derive(Clone, Copy)]
 pub struct Origin<'a> {
-    pub ip: IpAddr,
+    pub peer: SocketAddr,
     pub hints: &'a SecretHints,
 }
 
@@ -126,32 +134,103 @@ pub struct Guards<'a> {
 
 impl Origin<'_> {
     fn matched(&self, cand: &Candidate) {
-        self.hints.remember(self.ip, cand.secret);
+        self.hints.remember(self.peer.ip(), cand.secret);
+    }
+
+    fn search_order<'s>(&self, snap: &'s Snapshot) -> impl Iterator<Item = &'s Candidate> {
+        snap.search_order(self.hints.get(self.peer.ip()))
     }
 }
 
-/// Run the server side of the handshake on `stream` for a client at `origin`.
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+/// When the handshake stage runs: the wall clock at its start, the deadline it shares with the
+/// PROXY header, and the token that ends it at shutdown.
+#[derive(Clone, Copy)]
+pub struct When<'a> {
+    pub now: SystemTime,
+    pub deadline: tokio::time::Instant,
+    pub close_all: &'a CancellationToken,
+}
+
+/// How a handshake stage ended without a client to relay.
+pub enum Ended {
+    /// Shutdown, or the client left before sending a byte: counted as closed early.
+    Quiet,
+    /// Failed (the connection is fronted unless the server already answered).
+    Failed(FailReason),
+}
+
+/// The handshake stage: [`handshake`] within `when.deadline`, ended by `when.close_all`.
+pub async fn run<R: RngCore + Send>(
+    stream: &mut TcpStream,
+    st: &mut HandshakeState,
+    snap: &Snapshot,
+    guards: Guards<'_>,
+    origin: Origin<'_>,
+    when: When<'_>,
+    rng: &mut R,
+) -> Result<Authenticated, Ended> {
+    let result = tokio::select! {
+        r = tokio::time::timeout_at(when.deadline, handshake(stream, st, snap, guards, origin, when.now, rng)) => r,
+        _ = when.close_all.cancelled() => return Err(Ended::Quiet),
+    };
+    match result {
+        Ok(Ok(auth)) => Ok(auth),
+        Ok(Err(Failure::Io(e))) if st.consumed.is_empty() => {
+            tracing::debug!(client = %ClientAddr(origin.peer), error = %e, "closed before sending anything");
+            Err(Ended::Quiet)
+        }
+        Ok(Err(Failure::Rejected(r))) => Err(Ended::Failed(r)),
+        Ok(Err(Failure::Io(_))) => Err(Ended::Failed(FailReason::Malformed)),
+        Err(_) => Err(Ended::Failed(FailReason::Timeout)),
+    }
+}
+
+/// Randomness from the thread's generator, drawn call by call: `rand::thread_rng()` cannot be
+/// held across an `.await` in a task that may move between threads, this handle can (it is
+/// empty). What the server passes to [`run`].
+#[derive(Clone, Copy, Default)]
+pub struct ThreadRandom;
+
+impl RngCore for ThreadRandom {
+    fn next_u32(&mut self) -> u32 {
+        rand::thread_rng().next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand::thread_rng().next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        rand::thread_rng().fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        rand::thread_rng().try_fill_bytes(dest)
+    }
+}
+
+/// Run the server side of the handshake on `stream` for a client at `origin`; `now` is the
+/// wall clock the user's state and the fake-TLS timestamp are checked against.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     stream: &mut S,
     st: &mut HandshakeState,
     snap: &Snapshot,
     guards: Guards<'_>,
     origin: Origin<'_>,
+    now: SystemTime,
+    rng: &mut R,
 ) -> Result<Authenticated, Failure> {
     let replay = guards.replay;
     loop {
         match opening::classify(&st.consumed, snap.accepts) {
             Opening::NeedMore => read_more(stream, st).await?,
-            Opening::Front(why) => return Err(Failure::Rejected(fronted_reason(why, st, snap, origin))),
-            Opening::FakeTls => return fake_tls(stream, st, snap, guards, origin).await,
+            Opening::Front(why) => return Err(Failure::Rejected(fronted_reason(why, st, snap, origin, now))),
+            Opening::FakeTls => return fake_tls(stream, st, snap, guards, origin, now, rng).await,
             Opening::Obfuscated2 => break,
         }
     }
     {
         let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
-        let (cand, accepted) = match_obfs2(&frame, snap.search_order(origin.hints.get(origin.ip)))?;
+        let (cand, accepted) = match_obfs2(&frame, origin.search_order(snap))?;
         origin.matched(cand);
-        cand.usable(SystemTime::now()).map_err(Failure::Rejected)?;
+        cand.usable(now).map_err(Failure::Rejected)?;
         if !transport_allowed(&cand.entry.user.kind, accepted.tag, false, snap.config.allow_any_transport) {
             return Err(Failure::Rejected(FailReason::BadTransport));
         }
@@ -169,13 +248,13 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 /// (an `ee` user's client that dropped the fake-TLS layer, like Telethon, or an old classic link),
 /// the secrets are tried so that a right secret is logged as `bad_transport` (or the user's own
 /// state), which fail2ban does not ban, and not as `malformed`, which it does.
-fn fronted_reason(why: opening::NotAHandshake, st: &HandshakeState, snap: &Snapshot, origin: Origin<'_>) -> FailReason {
+fn fronted_reason(why: opening::NotAHandshake, st: &HandshakeState, snap: &Snapshot, origin: Origin<'_>, now: SystemTime) -> FailReason {
     if why != opening::NotAHandshake::NotTls || st.consumed.len() < INIT_LEN {
         return FailReason::Malformed;
     }
     let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
-    match match_obfs2(&frame, snap.search_order(origin.hints.get(origin.ip))) {
-        Ok((cand, _)) => cand.usable(SystemTime::now()).err().unwrap_or(FailReason::BadTransport),
+    match match_obfs2(&frame, origin.search_order(snap)) {
+        Ok((cand, _)) => cand.usable(now).err().unwrap_or(FailReason::BadTransport),
         Err(_) => FailReason::Malformed,
     }
 }
@@ -205,12 +284,14 @@ fn match_obfs2<'a>(frame: &HandshakeFrame, candidates: impl Iterator<Item = &'a 
     Err(Failure::Rejected(FailReason::BadSecret))
 }
 
-async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
+async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     stream: &mut S,
     st: &mut HandshakeState,
     snap: &Snapshot,
     guards: Guards<'_>,
     origin: Origin<'_>,
+    now: SystemTime,
+    rng: &mut R,
 ) -> Result<Authenticated, Failure> {
     let replay = guards.replay;
     let malformed = || Failure::Rejected(FailReason::Malformed);
@@ -223,13 +304,12 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
     let fields = faketls::parse_hello_fields(&canonical).map_err(|_| malformed())?;
     let auth = HelloAuth::new(&canonical);
     let allow_any = snap.config.allow_any_transport;
-    let (cand, timestamp) = snap
-        .search_order(origin.hints.get(origin.ip))
+    let (cand, timestamp) = origin
+        .search_order(snap)
         .filter(|c| allow_any || matches!(c.entry.user.kind, SecretKind::FakeTls { .. }))
         .find_map(|c| auth.check(&c.secret).map(|ts| (c, ts)))
         .ok_or(Failure::Rejected(FailReason::BadSecret))?;
     origin.matched(cand);
-    let now = SystemTime::now();
     cand.usable(now).map_err(Failure::Rejected)?;
     let skew = (unix_secs(now) - timestamp as i64).unsigned_abs();
     if skew > snap.config.fake_tls.max_clock_skew.as_secs() {
@@ -246,7 +326,6 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
     }
 
     let flight = {
-        let mut rng = rand::thread_rng();
         // The user's own cover domain decides the shape; a user of another kind let in through
         // fake-TLS (`allow_any_transport`) gets the shape of the domain its hello names.
         let domain = match &cand.entry.user.kind {
@@ -254,7 +333,7 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin>(
             _ => fields.sni.as_deref(),
         };
         let emulation = domain.and_then(|d| guards.covers.get(d));
-        let plan = cover::plan(emulation, ClientOffer { first_cipher: fields.first_cipher, offers_h2: fields.offers_h2 }, &mut rng);
+        let plan = cover::plan(emulation, ClientOffer { first_cipher: fields.first_cipher, offers_h2: fields.offers_h2 }, rng);
         let mut app_data = vec![0u8; plan.app_data_len];
         rng.fill_bytes(&mut app_data);
         faketls::server_hello(

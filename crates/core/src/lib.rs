@@ -23,6 +23,7 @@ pub mod limits;
 pub mod middle;
 pub mod relay;
 pub mod replay;
+pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod stats;

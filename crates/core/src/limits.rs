@@ -34,7 +34,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::date::month_index;
 use crate::config::User;
 use crate::events::ClientAddr;
-use crate::stats::UserStats;
+use crate::snapshot::UserEntry;
+use crate::stats::{ActiveGuard, IpGuard, Stats, UserStats};
 use tokio_util::sync::CancellationToken;
 
 /// Why a user's new connection was refused.
@@ -307,6 +308,30 @@ pub fn parse_usage(text: &str) -> Vec<(String, i64, u64)> {
             Some((it.next()?.to_string(), it.next()?.parse().ok()?, it.next()?.parse().ok()?))
         })
         .collect()
+}
+
+/// What an admitted connection holds until it ends: its place among the user's open connections
+/// and client IPs. Fields drop in declaration order (the IP, the active count, then the lease).
+pub struct Slot {
+    _ip: IpGuard,
+    _active: ActiveGuard,
+    pub lease: Lease,
+}
+
+/// The limits stage (docs/design.md "data path": after the handshake, before the route): admit
+/// `entry`'s new connection from `peer` at `now`, counted as open in `stats`; a refusal is
+/// logged here and ends the connection.
+pub fn take_slot(limits: &Limits, entry: &UserEntry, stats: &Arc<Stats>, peer: SocketAddr, now: SystemTime) -> Option<Slot> {
+    let lease = match limits.admit(&entry.user, &entry.stats, peer.ip(), now) {
+        Ok(lease) => lease,
+        Err(reason) => {
+            log_refusal(peer, &entry.user.name, reason);
+            return None;
+        }
+    };
+    let _active = ActiveGuard::new(entry.stats.clone(), stats.clone());
+    let _ip = IpGuard::new(entry.stats.clone(), peer.ip());
+    Some(Slot { _ip, _active, lease })
 }
 
 /// Write the log line of a user whose open connections a limit closed.

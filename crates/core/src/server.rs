@@ -1,5 +1,9 @@
-//! The server as a library: bind listeners, accept, run each connection through
-//! admission -> handshake -> fronting or upstream -> relay (docs/design.md "data path").
+//! The server as a library: bind listeners, accept, cap the connections open at once, and run
+//! each connection through the stages of the data path (docs/design.md "data path"), each in
+//! its own module: `admit` (PROXY header) -> `handshake` (failure: `fronting`) -> `limits` ->
+//! `route` (direct | middle-end) -> upstream connect (`route::connect_dc`) -> `relay::direct`.
+//! [`open`] is that list, top to bottom; [`Shared`] owns the state and hands each stage the
+//! parts it uses, so a stage's signature says what it reads.
 //!
 //! `serve` runs until `shutdown` is cancelled, then stops accepting and waits for open
 //! connections to finish, up to the drain deadline, before closing the rest. Tests run it
@@ -9,29 +13,27 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use mtproxy_proto::obfs2::INIT_LEN;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::admit::{self, Admission};
 use crate::config::{Config, DcKey, HostPort};
 use crate::cover::CoverBook;
-use crate::events::{log_handshake_failure, ClientAddr, FailReason};
+use crate::events::ClientAddr;
 use crate::fronting;
-use crate::handshake::{handshake, Authenticated, Failure, Guards, HandshakeState, Origin};
+use crate::handshake::{self, Ended, Guards, Origin, ThreadRandom, When};
 use crate::hints::SecretHints;
+use crate::limits;
 use crate::middle::{self, Middle};
-use crate::relay::{pump, Activity, ClientToDc, DcToClient, LazyCtr, Recrypt};
+use crate::relay::{self, ClientSide, Keep, Relay};
 use crate::replay::ReplayCache;
+use crate::route::{self, Route, Target};
 use crate::snapshot::Snapshot;
-use crate::stats::{ActiveGuard, ByteCounter, IpGuard, Stats};
-use crate::upstream;
+use crate::stats::Stats;
 
 /// State shared by every connection.
 pub struct Shared {
@@ -181,7 +183,21 @@ pub async fn serve_with_control(
     }
 }
 
-struct ConnGuard(Arc<Stats>);
+/// A connection's place under the connection cap (`limits.max_connections`): counted open
+/// until dropped, the last thing a connection releases.
+pub struct ConnGuard(Arc<Stats>);
+
+impl ConnGuard {
+    /// Count a new connection open; with the number now open.
+    fn open(stats: &Arc<Stats>) -> (ConnGuard, u64) {
+        let active = stats.connections_active.fetch_add(1, Relaxed) + 1;
+        (ConnGuard(stats.clone()), active)
+    }
+
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
+        &self.0
+    }
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
@@ -191,9 +207,9 @@ impl Drop for ConnGuard {
 
 /// One client connection, start to end.
 ///
-/// Two phases with separate state: [`open`] (PROXY header, handshake, limits, upstream connect;
-/// boxed, so its locals are freed when it ends) and [`Relay::run`], which is all an idle
-/// connection's task keeps (idle memory, docs/performance.md).
+/// Two phases with separate state: [`open`] (the stages up to the relay; boxed, so its locals
+/// are freed when it ends) and [`Relay::run`], which is all an idle connection's task keeps
+/// (idle memory, docs/performance.md).
 pub fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let open = Box::pin(open(stream, peer, shared));
     async move {
@@ -202,182 +218,79 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> impl 
     }
 }
 
-/// Everything up to the relay. `None`: the connection was refused, failed, fronted or served
-/// through the middle-end, and is over.
+/// Everything up to the relay, stage by stage (docs/design.md "data path"); each stage is
+/// handed the parts of [`Shared`] it uses. `None`: the connection was refused, failed, fronted
+/// or served through the middle-end, and is over.
+///
+/// The stages that wait on the network are boxed: their state is freed when they end, and only
+/// the one running takes memory.
 async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Option<Relay> {
     let snap = shared.snapshot.load_full();
-    let stats = shared.stats.clone();
-    let active = stats.connections_active.fetch_add(1, Relaxed) + 1;
-    let conn = ConnGuard(stats.clone());
-    if active as usize > snap.config.limits.max_connections {
+    let cfg = &snap.config;
+    let stats = &shared.stats;
+    // Connection cap.
+    let (conn, active) = ConnGuard::open(stats);
+    if active as usize > cfg.limits.max_connections {
         stats.connections_refused_limit.fetch_add(1, Relaxed);
         tracing::warn!(client = %ClientAddr(peer), "connection limit reached; refusing");
         return None;
     }
     stats.connections_total.fetch_add(1, Relaxed);
-
     // One deadline for the PROXY header and the handshake together.
-    let deadline = tokio::time::Instant::now() + snap.config.timeouts.handshake;
-    // A trusted front's PROXY header names the real client: from here on `peer` is that address.
-    let (peer, mut st) = match Box::pin(admit::admit(&mut stream, peer, &snap.config.proxy_protocol, deadline, &shared.close_all)).await {
+    let deadline = tokio::time::Instant::now() + cfg.timeouts.handshake;
+
+    // Admit: a trusted front's PROXY header names the real client; from here on `peer` is that address.
+    let (peer, mut st) = match Box::pin(admit::admit(&mut stream, peer, &cfg.proxy_protocol, deadline, &shared.close_all)).await {
         Admission::Proceed(client, st) => (client, st),
-        Admission::Quiet => return count_closed_early(&stats),
-        Admission::Fail(st, reason) => return fail(stream, peer, st, reason, &snap, &stats).await,
+        Admission::Quiet => return count_closed_early(stats),
+        Admission::Fail(st, reason) => {
+            fronting::after_failure(stream, peer, st, reason, cfg, stats).await;
+            return None;
+        }
     };
+
+    // Handshake.
+    let now = SystemTime::now();
     let covers = shared.covers.load();
-    let result = tokio::select! {
-        // Boxed: the handshake's state is freed when it ends.
-        r = tokio::time::timeout_at(deadline, Box::pin(handshake(&mut stream, &mut st, &snap, Guards { replay: &shared.replay, covers: &covers }, Origin { ip: peer.ip(), hints: &shared.hints }))) => r,
-        _ = shared.close_all.cancelled() => return count_closed_early(&stats),
-    };
-    let auth = match result {
-        Ok(Ok(auth)) => auth,
-        Ok(Err(Failure::Io(e))) if st.consumed.is_empty() => {
-            tracing::debug!(client = %ClientAddr(peer), error = %e, "closed before sending anything");
-            return count_closed_early(&stats);
+    let guards = Guards { replay: &shared.replay, covers: &covers };
+    let origin = Origin { peer, hints: &shared.hints };
+    let when = When { now, deadline, close_all: &shared.close_all };
+    let auth = match Box::pin(handshake::run(&mut stream, &mut st, &snap, guards, origin, when, &mut ThreadRandom)).await {
+        Ok(auth) => auth,
+        Err(Ended::Quiet) => return count_closed_early(stats),
+        Err(Ended::Failed(reason)) => {
+            Box::pin(fronting::after_failure(stream, peer, st, reason, cfg, stats)).await;
+            return None;
         }
-        Ok(Err(failure)) => {
-            let reason = match failure {
-                Failure::Rejected(r) => r,
-                Failure::Io(_) => FailReason::Malformed,
-            };
-            return Box::pin(fail(stream, peer, st, reason, &snap, &stats)).await;
-        }
-        Err(_) => return Box::pin(fail(stream, peer, st, FailReason::Timeout, &snap, &stats)).await,
     };
     // Nothing of the handshake is kept for the relay: `st`'s buffer is freed here.
     drop(st);
+    drop(covers);
+
+    // Limits.
     let entry = auth.entry.clone();
-    let lease = match shared.limits.admit(&entry.user, &entry.stats, peer.ip(), std::time::SystemTime::now()) {
-        Ok(lease) => lease,
-        Err(reason) => {
-            crate::limits::log_refusal(peer, &entry.user.name, reason);
-            return None;
-        }
-    };
-    let active = ActiveGuard::new(entry.stats.clone(), stats.clone());
-    let ip = IpGuard::new(entry.stats.clone(), peer.ip());
+    let slot = limits::take_slot(&shared.limits, &entry, stats, peer, SystemTime::now())?;
     let _ = stream.set_nodelay(true);
-    let cfg = &snap.config;
-    // Mode per connection, from the snapshot it started with: ad tag -> middle-end, else direct.
-    if let Some(ad_tag) = cfg.ad_tag {
-        let ctx = middle::session::Context { snap: &snap, middle: &shared.middle, stats: &stats, close_all: &shared.close_all, limit_cut: &lease.cut, ad_tag };
+
+    // Route.
+    if let Route::Middle { ad_tag } = route::choose(cfg) {
+        let ctx = middle::session::Context { snap: &snap, middle: &shared.middle, stats, close_all: &shared.close_all, limit_cut: &slot.lease.cut, ad_tag };
         Box::pin(middle::session::run(stream, peer, auth, ctx)).await;
         return None;
     }
-    // The expanded client cipher is not kept either: the relay works from the compact key (relay.rs).
-    let Authenticated { tag, dc, client_decrypt, from_client, to_client, tls, pending, .. } = auth;
-    drop(client_decrypt);
-    let connect_started = std::time::Instant::now();
-    let req = upstream::DcRequest {
-        dc,
-        tag,
-        to_client: &to_client,
-        fast_mode: cfg.fast_mode,
-        overrides: &snap.dc_overrides,
-        pref: cfg.dc_ip,
-        timeout: cfg.timeouts.connect,
-    };
-    let leg = match Box::pin(upstream::connect(req, &snap.router, &stats)).await {
-        Ok(leg) => {
-            stats.upstream_connected(dc, connect_started.elapsed());
-            leg
-        }
-        Err(e) => {
-            stats.upstream_failed(dc);
-            tracing::warn!(client = %ClientAddr(peer), user = %entry.user.name, error = %e, "upstream connect failed");
-            return None;
-        }
-    };
-    tracing::debug!(client = %ClientAddr(peer), user = %entry.user.name, dc, via = %leg.via, transport = tag.name(), tls = tls.is_some(), "relaying");
 
-    let mut dc_stream = leg.stream;
-    // Ciphers as key + position (relay.rs): expanded only while bytes move.
-    let mut pending = pending;
-    let mut to_dc = LazyCtr::new(&leg.to_dc, INIT_LEN as u64);
-    to_dc.apply_once(&mut pending);
-    let from_client = LazyCtr::new(&from_client, (INIT_LEN + pending.len()) as u64);
-    let c2d = ClientToDc { tls, recrypt: Recrypt::new(from_client, to_dc) };
-    let mut first = Vec::with_capacity(INIT_LEN + pending.len());
-    first.extend_from_slice(&leg.init);
-    first.extend_from_slice(&pending);
-    let pending_len = pending.len();
-    drop(pending);
-    if dc_stream.write_all(&first).await.is_err() {
-        return None;
-    }
-    drop(first);
-    let d2c = DcToClient { tls: c2d.tls.is_some(), recrypt: leg.from_dc.map(|d| Recrypt::new(LazyCtr::new(&d, 0), LazyCtr::new(&to_client, 0))) };
-    let (cr, cw) = stream.into_split();
-    let (dr, dw) = dc_stream.into_split();
-    Some(Relay { dw, dr, cw, cr, c2d, d2c, pending_len, peer, idle: cfg.timeouts.idle, _ip: ip, _active: active, lease, entry, shared, _conn: conn })
-}
+    // Upstream connect (direct).
+    let (dc, tag, tls) = (auth.dc, auth.tag, auth.tls.is_some());
+    let client = ClientSide::from(auth);
+    let target = Target { dc, tag, to_client: &client.to_client, tls };
+    let leg = Box::pin(route::connect_dc(target, &snap, stats, peer, &entry.user.name)).await?;
 
-/// What an authenticated, connected client keeps while its bytes are relayed: this (and the
-/// futures of [`Relay::run`]) is the whole state of an idle connection, so nothing here may be
-/// big. Fields drop in declaration order, as the locals of the single `handle` before it did:
-/// the DC socket, the client socket, then the per-user and connection guards.
-struct Relay {
-    dw: OwnedWriteHalf,
-    dr: OwnedReadHalf,
-    cw: OwnedWriteHalf,
-    cr: OwnedReadHalf,
-    c2d: ClientToDc,
-    d2c: DcToClient,
-    /// Client bytes relayed with the DC init (counted as uploaded).
-    pending_len: usize,
-    peer: SocketAddr,
-    idle: Duration,
-    _ip: IpGuard,
-    _active: ActiveGuard,
-    lease: crate::limits::Lease,
-    entry: Arc<crate::snapshot::UserEntry>,
-    shared: Arc<Shared>,
-    _conn: ConnGuard,
-}
-
-impl Relay {
-    /// Both directions until either ends, the idle timeout, revocation, a limit cut or shutdown.
-    /// (A plain fn returning an `async move` block: as an `async fn` it keeps `self` twice,
-    /// 1,992 bytes instead of 1,488 for the whole task.)
-    #[allow(clippy::manual_async_fn)] // deliberate, see above
-    fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
-        async move {
-            // Through one reference, so the block owns all of `self` (an `async move` block
-            // captures only the fields it names, and the guards must live to the end).
-            let this = &mut self;
-            let activity = Activity::new();
-            let user_stats = &this.entry.stats;
-            let stats = &this.shared.stats;
-            let mut up = ByteCounter::new(&user_stats.bytes_from_client, &stats.bytes_from_client);
-            let mut down = ByteCounter::new(&user_stats.bytes_to_client, &stats.bytes_to_client);
-            up.add(this.pending_len);
-            // The pumps borrow each direction's state: one copy of it in this task.
-            let outcome = tokio::select! {
-                r = async { tokio::try_join!(
-                    pump(&this.cr, &mut this.dw, &mut this.c2d, &activity, &mut up, None),
-                    pump(&this.dr, &mut this.cw, &mut this.d2c, &activity, &mut down, None),
-                ) } => match r { Ok(_) => "closed", Err(_) => "error" },
-                _ = activity.idle(this.idle) => "idle timeout",
-                _ = this.entry.revoked.cancelled() => "user revoked",
-                _ = this.lease.cut.cancelled() => "user limit reached",
-                _ = this.shared.close_all.cancelled() => "shutdown",
-            };
-            tracing::debug!(client = %ClientAddr(this.peer), user = %this.entry.user.name, up = up.total(), down = down.total(), outcome, "connection closed");
-        }
-    }
+    // Relay.
+    let keep = Keep { peer, idle: cfg.timeouts.idle, slot, entry, close_all: shared.close_all.clone(), conn };
+    relay::direct::start(stream, leg, client, keep).await
 }
 
 fn count_closed_early(stats: &Stats) -> Option<Relay> {
     stats.connections_closed_early.fetch_add(1, Relaxed);
-    None
-}
-
-async fn fail(stream: TcpStream, peer: SocketAddr, st: HandshakeState, reason: FailReason, snap: &Snapshot, stats: &Arc<Stats>) -> Option<Relay> {
-    log_handshake_failure(peer, reason);
-    stats.handshake_failed(reason);
-    if !st.replied {
-        fronting::front(stream, st.consumed, &snap.config, stats.clone(), snap.config.timeouts.handshake).await;
-    }
     None
 }

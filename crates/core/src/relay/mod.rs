@@ -16,6 +16,10 @@
 //!
 //! Half-close: EOF from one side shuts down writing towards the other; the other direction
 //! keeps going until it ends too.
+//!
+//! This module is the relay machinery ([`pump`], the transforms, the compact ciphers), shared
+//! by fronting and the middle-end session; [`direct`] is the relay stage of the direct route
+//! (docs/design.md "data path"), the cipher splice between a client and its DC.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,6 +33,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
 use crate::stats::ByteCounter;
+
+pub mod direct;
+
+pub use direct::{ClientSide, Keep, Relay};
 
 /// Read size per chunk towards a fake-TLS client (one record's payload at most, so one chunk is
 /// one record).
