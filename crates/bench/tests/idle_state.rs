@@ -29,6 +29,6 @@ async fn connection_task_is_small() {
 
 /// 2,680 bytes when measured for docs/performance.md; the per-user limits, PROXY-protocol and
 /// statistics hooks merged afterwards brought it to 3,256. Splitting the connection into a boxed
-/// opening phase and the relay (server.rs, `open` and `Relay::run`) brought it to 1,488. The guard
+/// opening phase and the relay (server.rs `open`, now relay/direct.rs `Relay::run`) brought it to 1,488. The guard
 /// stops growth: what an idle connection's task keeps must stay small (docs/performance.md, "idle").
 const LIMIT: usize = 1536;

@@ -1,11 +1,12 @@
 //! The vless-mtproxy server as a library.
 //!
-//! `config` turns a TOML file into a validated model; `server` binds and accepts; each
-//! connection may start with a PROXY protocol header from a trusted front (`admit`), then
-//! goes through `handshake` (with `replay`, and `hints` to try a returning address's secret
-//! first), then `fronting` on failure, or on success `upstream` + `relay` (direct to a DC) or
-//! `middle` (the middle-proxy path, while an ad tag is set). `limits` holds the per-user
-//! limits; `events` and `stats` are what observers see, and `stats_listener` is the statistics
+//! `config` turns a TOML file into a validated model; `server` binds, accepts, caps the
+//! connections and runs each through the stages of the data path (docs/design.md "data path"):
+//! it may start with a PROXY protocol header from a trusted front (`admit`), then goes through
+//! `handshake` (with `replay`, and `hints` to try a returning address's secret first), then
+//! `fronting` on failure, or on success the per-user `limits`, then `route`: directly to a DC
+//! (`route::connect_dc` through `upstream`, then `relay::direct`) or `middle` (the middle-proxy
+//! path, while an ad tag is set); `events` and `stats` are what observers see, and `stats_listener` is the statistics
 //! listener that reads them. `snapshot` is the immutable configuration view that live reloads
 //! swap. `cover` learns each cover site's TLS flight and shapes the fake-TLS flight like it.
 

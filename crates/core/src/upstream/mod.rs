@@ -225,7 +225,7 @@ pub async fn connect(req: DcRequest<'_>, router: &Router, stats: &Stats) -> Resu
 }
 
 /// The init and the keys of both directions. Keys rather than ciphers: the relay keeps them
-/// compact between bursts (relay.rs).
+/// compact between bursts (`relay`).
 fn make_init(dc_id: i16, tag: ProtoTag, to_client: &KeyIv, fast_mode: bool) -> ([u8; INIT_LEN], KeyIv, Option<KeyIv>) {
     let mut rng = rand::thread_rng();
     loop {
