@@ -16,9 +16,6 @@
 //! that went down (the proxy restarted) counts from zero.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use mtproxy_core::stats_listener::Report;
@@ -100,12 +97,7 @@ impl History {
 
     /// Write atomically (temp file in the same folder, fsync, rename), mode 0600.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = mtproxy_core::config::beside(path, "tmp");
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        crate::store::write_private(path, &serde_json::to_vec(self).map_err(std::io::Error::other)?)
     }
 
     fn observe(&mut self, key: &str, now: u64, from: u64, to: u64) {
