@@ -164,10 +164,17 @@ fn users_with_stats(shared: &Shared) -> Vec<(config::User, Arc<mtproxy_core::sta
     shared.snapshot.load().users.iter().map(|e| (e.user.clone(), e.stats.clone())).collect()
 }
 
-/// Persist per-user data usage (atomically: temp file, rename) so a restart keeps quotas.
+/// Persist per-user data usage (atomically: temp file, rename) so a restart keeps quotas; a
+/// file that already holds these numbers is not rewritten.
 fn save_usage(path: &Path, shared: &Shared) {
     let table = shared.limits.usage_table(&users_with_stats(shared), std::time::SystemTime::now());
-    if let Err(e) = crate::store::write_private(path, mtproxy_core::limits::format_usage(&table).as_bytes()) {
+    let text = mtproxy_core::limits::format_usage(&table);
+    // Unchanged counters leave the file alone: no rewrite and no new mtime every 10 s (a backup
+    // or setup's "nothing changed" check sees an idle proxy's state as the same file).
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return;
+    }
+    if let Err(e) = crate::store::write_private(path, text.as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e, "cannot save data usage");
     }
 }
