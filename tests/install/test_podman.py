@@ -109,6 +109,9 @@ def test_podman_install_lifecycle(layout, podman_env, fakedc):
     assert log.read_text().startswith("20"), "the line must land at the start of the truncated file"
 
     # --- a second run with the seed's environment form and the same answers changes nothing
+    # The proxy saves usage every 10 s when its numbers changed (serve.rs USAGE_SAVE_EVERY): let
+    # the save of the traffic above land first, so only what setup does is compared.
+    time.sleep(11)
     before = layout.snapshot()
     cid = container_id(env)
     env2 = dict(env, MTPROXY_AUTO_MODE="yes", MTPROXY_PORT="18443", MTPROXY_WORKERS="1", MTPROXY_PADDING="yes")
