@@ -194,10 +194,10 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
                 Ok(p)
             }
         })?;
-        let mut own = None;
-        let mut port = port;
         let workers = self.ask(&format!("Worker threads (1-{})", options::MAX_WORKERS), &defaults.workers.to_string(), options::parse_workers)?;
         writeln!(self.out, "Secret kind:\n  classic  plain obfuscated2 (oldest clients)\n  dd       random padding (default)\n  ee       fake-TLS: looks like HTTPS to a cover domain (best against DPI)")?;
+        let mut own = None;
+        let mut port = port;
         let kind = match self.ask("Secret kind (classic/dd/ee)", defaults.kind.name(), options::parse_kind)? {
             KindChoice::Ready(kind) => kind,
             // ee chosen, its cover domain asked now.

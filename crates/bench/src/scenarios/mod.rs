@@ -1,5 +1,5 @@
 //! The scenarios (docs/performance.md): each measures one thing against one target (the proxy
-//! for a client kind, or the bare relay) and prints one JSON line. The `socks5` scenario runs
+//! for a secret kind, or a bare relay) and prints one JSON line. The `socks5` scenario runs
 //! the proxy with an `[upstream]` SOCKS5 server (Debian's dante, started here as a child) and
 //! measures the same throughput and handshake rows through that leg (target `dd+socks5`).
 //!
@@ -186,12 +186,12 @@ pub async fn run_all(b: &mut Bench) {
             }
         };
     }
-    let kinds = [Route::Bare(RelayBuf::Tokio), Route::Proxy(SecretKind::Classic), Route::Proxy(SecretKind::Padded), Route::Proxy(fake_tls())];
+    let routes = [Route::Bare(RelayBuf::Tokio), Route::Proxy(SecretKind::Classic), Route::Proxy(SecretKind::Padded), Route::Proxy(fake_tls())];
     if b.wants("aes") {
         b.aes();
     }
     if b.wants("stall") {
-        for k in &kinds {
+        for k in &routes {
             step!(b.stall(k).await);
         }
     }
@@ -218,7 +218,7 @@ pub async fn run_all(b: &mut Bench) {
         }
     }
     if b.wants("latency") {
-        for k in &kinds {
+        for k in &routes {
             let t = match b.start(k, 1) {
                 Ok(t) => t,
                 Err(e) => {
