@@ -13,7 +13,7 @@ use mtproxy_core::config::{self, Config};
 use mtproxy_proto::{Secret, SecretKind};
 
 use crate::setup::files::{self, FileError};
-use crate::setup::options::{Answers, Kind};
+use crate::setup::options::Answers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigStepError {
@@ -59,7 +59,7 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &st
     t += &format!("workers = {}\n", answers.workers);
     t += &format!("pid_file = \"{state_dir}/proxy.pid\"\n\n[limits]\nusage_file = \"{state_dir}/usage\"\n");
     t += &format!("\n# The web panel (docs/panel.md) is off until `vless-mtproxy set-panel-password`.\n[panel]\nhistory_file = \"{state_dir}/history\"\n");
-    if answers.kind == Kind::Ee {
+    if matches!(answers.kind, SecretKind::FakeTls { .. }) {
         // The configuration folder may be mounted read-only (the container): the learned cover
         // flights go to the writable state folder.
         t += &format!("\n[fake_tls]\ncover_cache = \"{state_dir}/covers\"\n");
@@ -75,8 +75,8 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &st
         t += &format!("\n[promoted_channel]\nad_tag = \"{tag}\"\n");
     }
     t += &format!("\n[users.{user}]\nsecret = \"{}\"\nkind = \"{}\"\n", secret.to_hex(), answers.kind.name());
-    if let (Kind::Ee, Some(d)) = (answers.kind, &answers.domain) {
-        t += &format!("domain = \"{d}\"\n");
+    if let SecretKind::FakeTls { domain } = &answers.kind {
+        t += &format!("domain = \"{domain}\"\n");
     }
     t += "enabled = true\n";
     t
@@ -85,16 +85,10 @@ pub fn fresh_text(answers: &Answers, user: &str, secret: &Secret, state_dir: &st
 /// The answers an existing configuration stands for (the defaults of a second run).
 pub fn answers_of(cfg: &Config) -> Answers {
     let first = cfg.users.iter().find(|u| u.enabled).or(cfg.users.first());
-    let (kind, domain) = match first.map(|u| &u.kind) {
-        Some(SecretKind::Classic) => (Kind::Classic, None),
-        Some(SecretKind::FakeTls { domain }) => (Kind::Ee, Some(domain.clone())),
-        _ => (Kind::Dd, None),
-    };
     Answers {
         port: cfg.listen.first().map(|a| a.port()).unwrap_or(crate::setup::options::DEFAULT_PORT),
         workers: cfg.workers,
-        kind,
-        domain,
+        kind: first.map(|u| u.kind.clone()).unwrap_or(SecretKind::Padded),
         ad_tag: cfg.ad_tag.map(hex::encode),
         public_host: cfg.public_host.clone(),
         own: None,
@@ -192,7 +186,7 @@ pub fn apply(
             ));
         }
     }
-    if have.kind != answers.kind || (answers.kind == Kind::Ee && have.domain != answers.domain) {
+    if have.kind != answers.kind {
         outcome.notes.push(format!(
             "existing users keep their secrets and kinds (the first is {}); add a user of another kind with `vless-mtproxy --config {} add-user NAME [--fake-tls DOMAIN | --with-padding]`",
             have.kind.name(),
@@ -253,12 +247,11 @@ mod tests {
     #[test]
     fn fresh_text_validates_for_every_kind() {
         let s = Secret::from_bytes([7; 16]);
-        for (kind, domain) in [(Kind::Classic, None), (Kind::Dd, None), (Kind::Ee, Some("www.example.com".to_string()))] {
+        for kind in [SecretKind::Classic, SecretKind::Padded, SecretKind::FakeTls { domain: "www.example.com".into() }] {
             let a = Answers {
                 port: 9443,
                 workers: 3,
                 kind,
-                domain,
                 ad_tag: Some("0123456789abcdef0123456789abcdef".into()),
                 public_host: Some("203.0.113.7".into()),
                 own: None,
@@ -288,8 +281,7 @@ mod tests {
         };
         let a = Answers {
             port: 443,
-            kind: Kind::Ee,
-            domain: Some(own.domain.clone()),
+            kind: SecretKind::FakeTls { domain: own.domain.clone() },
             public_host: Some(own.domain.clone()),
             own: Some(Box::new(own.clone())),
             ..Answers::default()

@@ -8,6 +8,13 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::host;
+use super::options::{Answers, Paths};
+use super::report::Steps;
+use super::state::InstallState;
+use super::SetupArgs;
 
 /// One call's outcome, in the command's own words.
 #[derive(Debug)]
@@ -71,6 +78,49 @@ pub fn fail2ban_files(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
             (p, c)
         })
         .collect()
+}
+
+/// UFW and fail2ban through the binary's own commands; reported, never fatal.
+pub(super) fn host_security(args: &SetupArgs, paths: &Paths, answers: &Answers, previous: Option<&InstallState>, state: &mut InstallState, steps: &Steps) {
+    let bin = paths.binary();
+    let cfg = paths.config_file();
+    let say = |prefix: &str, c: &Called| {
+        for line in c.text.lines() {
+            steps.detail(&format!("{prefix}{line}"));
+        }
+    };
+    if let Some(old) = previous.and_then(|p| p.ufw_port).filter(|p| *p != answers.port) {
+        let c = call(&bin, &cfg, &ufw_args("remove", old, &args.ufw_args));
+        say(if c.ok { "ufw (old port): " } else { "warning: ufw (old port): " }, &c);
+    }
+    if answers.own.as_ref().is_some_and(|o| o.behind_haproxy) {
+        steps.detail("ufw: the proxy listens on 127.0.0.1 behind HAProxy; HAProxy's port 443 is yours to allow");
+    } else if args.ufw != "off" {
+        let c = call(&bin, &cfg, &ufw_args(&args.ufw, answers.port, &args.ufw_args));
+        say(if c.ok { "ufw: " } else { "warning: ufw: " }, &c);
+        if c.ok {
+            state.ufw_port = Some(answers.port);
+            state.ufw_args = args.ufw_args.clone();
+        }
+    } else {
+        steps.detail("ufw: off (open the port in your firewall yourself)");
+    }
+    if args.fail2ban_mode == "off" {
+        steps.detail("fail2ban: off");
+    } else if !args.fail2ban_dir.is_dir() {
+        steps.detail(&format!("fail2ban: {} does not exist (fail2ban not installed); no jail written", args.fail2ban_dir.display()));
+    } else {
+        let before = fail2ban_files(&args.fail2ban_dir);
+        let c = call(&bin, &cfg, &fail2ban_args(&args.fail2ban_dir, &paths.log_file(), answers.port, &args.fail2ban_mode));
+        say(if c.ok { "fail2ban: " } else { "warning: fail2ban: " }, &c);
+        if c.ok {
+            state.fail2ban_dir = Some(args.fail2ban_dir.clone());
+            if before != fail2ban_files(&args.fail2ban_dir) && host::on_path("fail2ban-client") {
+                let reloaded = host::succeeds("fail2ban-client", &["reload"], Duration::from_secs(20));
+                steps.detail(if reloaded { "fail2ban: reloaded" } else { "fail2ban: not running, the jail is used when it starts" });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use mtproxy_core::config;
+use mtproxy_proto::SecretKind;
 
 /// Default folders of the VLESS host layout; every one can be overridden.
 pub const DEFAULT_CONFIG_DIR: &str = "/opt/vless/config/mtproxy";
@@ -32,20 +33,41 @@ pub const DEFAULT_DOMAIN: &str = "www.cloudflare.com";
 #[error("{0}")]
 pub struct Invalid(pub String);
 
-/// The secret kind of the first user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Classic,
-    Dd,
-    Ee,
+/// A secret kind as `--kind` or the wizard's kind question names it. `ee` is named without its
+/// cover domain, which comes from `--domain`, an ee install, or the wizard's next question: until
+/// then it is [`KindChoice::FakeTlsAwaitingDomain`], never a [`SecretKind`] with a made-up domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindChoice {
+    /// The kind with everything it needs (for ee, its domain).
+    Ready(SecretKind),
+    /// ee, its cover domain not known yet.
+    FakeTlsAwaitingDomain,
 }
 
-impl Kind {
-    pub fn name(self) -> &'static str {
+impl KindChoice {
+    /// The short name, as [`SecretKind::name`].
+    pub fn name(&self) -> &'static str {
         match self {
-            Kind::Classic => "classic",
-            Kind::Dd => "dd",
-            Kind::Ee => "ee",
+            KindChoice::Ready(k) => k.name(),
+            KindChoice::FakeTlsAwaitingDomain => "ee",
+        }
+    }
+
+    /// The cover domain, once ee has one.
+    pub fn domain(&self) -> Option<&str> {
+        match self {
+            KindChoice::Ready(SecretKind::FakeTls { domain }) => Some(domain),
+            _ => None,
+        }
+    }
+
+    /// An ee choice takes `domain` when there is one; other kinds have no domain and ignore it.
+    pub fn with_domain(self, domain: Option<String>) -> KindChoice {
+        match (self, domain) {
+            (KindChoice::FakeTlsAwaitingDomain | KindChoice::Ready(SecretKind::FakeTls { .. }), Some(domain)) => {
+                KindChoice::Ready(SecretKind::FakeTls { domain })
+            }
+            (choice, _) => choice,
         }
     }
 }
@@ -81,14 +103,13 @@ impl Runtime {
     }
 }
 
-/// The answers that shape the configuration.
+/// The answers that shape the configuration. `K` is the first user's kind: a [`SecretKind`] once
+/// everything is known; a [`KindChoice`] in a [`Draft`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answers {
+pub struct Answers<K = SecretKind> {
     pub port: u16,
     pub workers: usize,
-    pub kind: Kind,
-    /// The cover domain, for `ee`.
-    pub domain: Option<String>,
+    pub kind: K,
     /// The promoted-channel tag (32 hex), lower case.
     pub ad_tag: Option<String>,
     pub public_host: Option<String>,
@@ -98,7 +119,29 @@ pub struct Answers {
 
 impl Default for Answers {
     fn default() -> Self {
-        Answers { port: DEFAULT_PORT, workers: DEFAULT_WORKERS, kind: Kind::Dd, domain: None, ad_tag: None, public_host: None, own: None }
+        Answers { port: DEFAULT_PORT, workers: DEFAULT_WORKERS, kind: SecretKind::Padded, ad_tag: None, public_host: None, own: None }
+    }
+}
+
+/// The answers as flags, the environment and an existing install give them, before the wizard
+/// or a non-interactive run's last check: `--kind ee` may still await its cover domain.
+pub type Draft = Answers<KindChoice>;
+
+impl From<Answers> for Draft {
+    fn from(a: Answers) -> Draft {
+        Answers { port: a.port, workers: a.workers, kind: KindChoice::Ready(a.kind), ad_tag: a.ad_tag, public_host: a.public_host, own: a.own }
+    }
+}
+
+impl Draft {
+    /// The answers, once the kind is complete; `None` while ee awaits its cover domain.
+    pub fn complete(self) -> Option<Answers> {
+        match self.kind {
+            KindChoice::Ready(kind) => {
+                Some(Answers { port: self.port, workers: self.workers, kind, ad_tag: self.ad_tag, public_host: self.public_host, own: self.own })
+            }
+            KindChoice::FakeTlsAwaitingDomain => None,
+        }
     }
 }
 
@@ -176,11 +219,11 @@ pub fn parse_workers(text: &str) -> Result<usize, Invalid> {
     }
 }
 
-pub fn parse_kind(text: &str) -> Result<Kind, Invalid> {
+pub fn parse_kind(text: &str) -> Result<KindChoice, Invalid> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "classic" | "plain" | "1" => Ok(Kind::Classic),
-        "dd" | "padded" | "2" => Ok(Kind::Dd),
-        "ee" | "fake-tls" | "faketls" | "3" => Ok(Kind::Ee),
+        "classic" | "plain" | "1" => Ok(KindChoice::Ready(SecretKind::Classic)),
+        "dd" | "padded" | "2" => Ok(KindChoice::Ready(SecretKind::Padded)),
+        "ee" | "fake-tls" | "faketls" | "3" => Ok(KindChoice::FakeTlsAwaitingDomain),
         other => Err(Invalid(format!("`{other}` is not a secret kind; use classic, dd (random padding) or ee (fake-TLS)"))),
     }
 }
@@ -236,7 +279,8 @@ pub struct EnvForm {
     pub auto: bool,
     pub port: Option<u16>,
     pub workers: Option<usize>,
-    pub kind: Option<Kind>,
+    /// Classic or dd (`MTPROXY_PADDING`).
+    pub kind: Option<SecretKind>,
     pub own_domain: Option<String>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -253,9 +297,9 @@ impl EnvForm {
         let kind = match get("MTPROXY_PADDING") {
             None => None,
             Some(v) => Some(if parse_yes_no(&v, true).map_err(|_| Invalid(format!("MTPROXY_PADDING=`{v}`: use yes (dd secrets) or no (classic)")))? {
-                Kind::Dd
+                SecretKind::Padded
             } else {
-                Kind::Classic
+                SecretKind::Classic
             }),
         };
         let own_domain = get("MTPROXY_OWN_DOMAIN").map(|v| parse_domain(&v).map_err(|e| Invalid(format!("MTPROXY_OWN_DOMAIN: {e}")))).transpose()?;
@@ -282,8 +326,15 @@ mod tests {
 
     #[test]
     fn kinds_domains_tags() {
-        assert_eq!(parse_kind("EE"), Ok(Kind::Ee));
-        assert_eq!(parse_kind("2"), Ok(Kind::Dd));
+        assert_eq!(parse_kind("EE"), Ok(KindChoice::FakeTlsAwaitingDomain));
+        assert_eq!(parse_kind("2"), Ok(KindChoice::Ready(SecretKind::Padded)));
+        assert_eq!(parse_kind(" plain "), Ok(KindChoice::Ready(SecretKind::Classic)));
+        let ee = |d: &str| KindChoice::Ready(SecretKind::FakeTls { domain: d.into() });
+        assert_eq!(KindChoice::FakeTlsAwaitingDomain.with_domain(Some("a.com".into())), ee("a.com"));
+        assert_eq!(ee("a.com").with_domain(Some("b.com".into())), ee("b.com"));
+        assert_eq!(ee("a.com").with_domain(None), ee("a.com"));
+        assert_eq!(KindChoice::FakeTlsAwaitingDomain.with_domain(None), KindChoice::FakeTlsAwaitingDomain);
+        assert_eq!(KindChoice::Ready(SecretKind::Classic).with_domain(Some("a.com".into())), KindChoice::Ready(SecretKind::Classic));
         assert!(parse_kind("tls").is_err());
         assert_eq!(parse_domain("WWW.Example.com."), Ok("www.example.com".into()));
         assert!(parse_domain("localhost").is_err());
@@ -299,7 +350,7 @@ mod tests {
     fn seed_environment_form() {
         let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         let f = EnvForm::read(env(&[("MTPROXY_AUTO_MODE", "yes"), ("MTPROXY_PORT", "9443"), ("MTPROXY_WORKERS", "2"), ("MTPROXY_PADDING", "no")])).unwrap();
-        assert_eq!(f, EnvForm { auto: true, port: Some(9443), workers: Some(2), kind: Some(Kind::Classic), ..EnvForm::default() });
+        assert_eq!(f, EnvForm { auto: true, port: Some(9443), workers: Some(2), kind: Some(SecretKind::Classic), ..EnvForm::default() });
         let o = EnvForm::read(env(&[("MTPROXY_OWN_DOMAIN", "Cover.Example.org"), ("MTPROXY_TLS_CERT", "/c.pem")])).unwrap();
         assert_eq!((o.own_domain.as_deref(), o.cert.as_deref(), o.key), (Some("cover.example.org"), Some(Path::new("/c.pem")), None));
         assert!(EnvForm::read(env(&[("MTPROXY_OWN_DOMAIN", "bad domain")])).unwrap_err().0.starts_with("MTPROXY_OWN_DOMAIN"));

@@ -74,7 +74,8 @@ fn systemd_quote(arg: &str) -> String {
     }
 }
 
-pub fn unit(paths: &Paths, answers: &Answers, extra_serve: &[String]) -> Result<String, TemplateError> {
+/// The systemd unit. Of the answers only the port matters, so `--render` takes a [`Draft`](crate::setup::options::Draft) too.
+pub fn unit<K>(paths: &Paths, answers: &Answers<K>, extra_serve: &[String]) -> Result<String, TemplateError> {
     let mut exec = vec![p(&paths.binary()), "--config".into(), p(&paths.config_file())];
     exec.extend(serve_args(&p(&paths.log_file()), extra_serve));
     let caps = if answers.port < 1024 { "CAP_NET_BIND_SERVICE" } else { "" };
@@ -96,7 +97,8 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
-    pub fn new(answers: &Answers, publish: bool, extra_serve: &[String]) -> Self {
+    /// Of the answers only the port matters (see [`unit`]).
+    pub fn new<K>(answers: &Answers<K>, publish: bool, extra_serve: &[String]) -> Self {
         ContainerSpec { publish, port: answers.port, serve: serve_args(IN_LOG_FILE, extra_serve) }
     }
 
@@ -164,7 +166,7 @@ pub fn logrotate(paths: &Paths, owner: u32, group: u32) -> Result<String, Templa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setup::options::Kind;
+    use mtproxy_proto::SecretKind;
 
     fn paths() -> Paths {
         Paths {
@@ -187,7 +189,7 @@ mod tests {
 
     #[test]
     fn unit_capability_only_below_1024() {
-        let mut a = Answers { kind: Kind::Dd, ..Answers::default() };
+        let mut a = Answers { kind: SecretKind::Padded, ..Answers::default() };
         let high = unit(&paths(), &a, &[]).unwrap();
         assert!(high.contains("\nCapabilityBoundingSet=\n"), "{high}");
         assert!(high.contains(

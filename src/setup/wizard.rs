@@ -9,7 +9,9 @@ use std::io::{BufRead, Write};
 
 use std::path::PathBuf;
 
-use crate::setup::options::{self, Answers, Invalid, Kind};
+use mtproxy_proto::SecretKind;
+
+use crate::setup::options::{self, Answers, Draft, Invalid, KindChoice};
 use crate::setup::owndomain::{self, Content, Cover, OwnDomain};
 
 /// Attempts per question before the wizard stops.
@@ -93,7 +95,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
     /// Ask everything. `defaults` come from flags, the environment or an existing install;
     /// `port_taken` says whether a port is used by something else than this proxy.
     #[cfg(test)]
-    pub fn run(&mut self, defaults: &Answers, port_taken: &dyn Fn(u16) -> bool) -> Result<WizardResult, WizardError> {
+    pub fn run(&mut self, defaults: &Draft, port_taken: &dyn Fn(u16) -> bool) -> Result<WizardResult, WizardError> {
         self.run_with(defaults, port_taken, &OwnCtx::none())
     }
 
@@ -179,7 +181,7 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
 
     /// As [`run`], offering own-domain mode (when the cover domain points here, or defaults
     /// already chose it).
-    pub fn run_with(&mut self, defaults: &Answers, port_taken: &dyn Fn(u16) -> bool, ctx: &OwnCtx<'_>) -> Result<WizardResult, WizardError> {
+    pub fn run_with(&mut self, defaults: &Draft, port_taken: &dyn Fn(u16) -> bool, ctx: &OwnCtx<'_>) -> Result<WizardResult, WizardError> {
         writeln!(self.out, "vless-mtproxy setup: a Telegram MTProto proxy for this host.\nPress Enter to accept the value in brackets.\n")?;
         if !self.ask("Install the Telegram proxy on this host? (y/n)", "y", |s| options::parse_yes_no(s, true))? {
             return Ok(WizardResult::Declined);
@@ -194,39 +196,40 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
         })?;
         let workers = self.ask(&format!("Worker threads (1-{})", options::MAX_WORKERS), &defaults.workers.to_string(), options::parse_workers)?;
         writeln!(self.out, "Secret kind:\n  classic  plain obfuscated2 (oldest clients)\n  dd       random padding (default)\n  ee       fake-TLS: looks like HTTPS to a cover domain (best against DPI)")?;
-        let kind = self.ask("Secret kind (classic/dd/ee)", defaults.kind.name(), options::parse_kind)?;
         let mut own = None;
         let mut port = port;
-        let domain = if kind == Kind::Ee {
-            let d = defaults.domain.clone().unwrap_or_else(|| options::DEFAULT_DOMAIN.to_string());
-            if defaults.own.is_some() {
-                writeln!(self.out, "Own domain: the cover is this host's own site; the domain's A/AAAA records must point here.")?;
-            } else {
-                writeln!(self.out, "The cover domain must be a real HTTPS site that is not blocked, and not your VPN's Reality destination.")?;
-            }
-            let domain = self.ask("Cover domain", &d, options::parse_domain)?;
-            let offer = defaults.own.is_some()
-                || ((ctx.points_here)(&domain)
-                    && self.ask(&format!("{domain} points at this host: make it your own domain (its certificate, a cover site on this host; strongest against probes)? (y/n)"), "y", |s| options::parse_yes_no(s, true))?);
-            if offer {
-                match self.own_domain(&domain, defaults.own.as_deref(), port_taken, ctx)? {
-                    Some((o, p)) => {
-                        if p != port {
-                            writeln!(
-                                self.out,
-                                "The proxy listens on port {p} ({}).",
-                                if o.behind_haproxy { "127.0.0.1, behind HAProxy" } else { "own domain, alone on 443" }
-                            )?;
-                        }
-                        port = p;
-                        own = Some(Box::new(o));
-                    }
-                    None => return Ok(WizardResult::Declined),
+        let kind = match self.ask("Secret kind (classic/dd/ee)", defaults.kind.name(), options::parse_kind)? {
+            KindChoice::Ready(kind) => kind,
+            // ee chosen, its cover domain asked now.
+            KindChoice::FakeTlsAwaitingDomain => {
+                let d = defaults.kind.domain().unwrap_or(options::DEFAULT_DOMAIN).to_string();
+                if defaults.own.is_some() {
+                    writeln!(self.out, "Own domain: the cover is this host's own site; the domain's A/AAAA records must point here.")?;
+                } else {
+                    writeln!(self.out, "The cover domain must be a real HTTPS site that is not blocked, and not your VPN's Reality destination.")?;
                 }
+                let domain = self.ask("Cover domain", &d, options::parse_domain)?;
+                let offer = defaults.own.is_some()
+                    || ((ctx.points_here)(&domain)
+                        && self.ask(&format!("{domain} points at this host: make it your own domain (its certificate, a cover site on this host; strongest against probes)? (y/n)"), "y", |s| options::parse_yes_no(s, true))?);
+                if offer {
+                    match self.own_domain(&domain, defaults.own.as_deref(), port_taken, ctx)? {
+                        Some((o, p)) => {
+                            if p != port {
+                                writeln!(
+                                    self.out,
+                                    "The proxy listens on port {p} ({}).",
+                                    if o.behind_haproxy { "127.0.0.1, behind HAProxy" } else { "own domain, alone on 443" }
+                                )?;
+                            }
+                            port = p;
+                            own = Some(Box::new(o));
+                        }
+                        None => return Ok(WizardResult::Declined),
+                    }
+                }
+                SecretKind::FakeTls { domain }
             }
-            Some(domain)
-        } else {
-            None
         };
         let ad_default = defaults.ad_tag.clone().unwrap_or_default();
         let ad_tag = self.ask("Promoted channel tag from @MTProxybot (32 hex, Enter for none)", &ad_default, |s| {
@@ -240,8 +243,8 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
             Some(o) => Some(defaults.public_host.clone().filter(|_| defaults.own.is_some()).unwrap_or_else(|| o.domain.clone())),
             None => defaults.public_host.clone(),
         };
-        let answers = Answers { port, workers, kind, domain, ad_tag, public_host, own };
-        writeln!(self.out, "\nSummary:\n{}", summary(&answers))?;
+        let answers = Answers { port, workers, kind, ad_tag, public_host, own };
+        writeln!(self.out, "\nSummary:\n{}", summary(&answers.clone().into()))?;
         if self.ask("Proceed? (y/n)", "y", |s| options::parse_yes_no(s, true))? {
             Ok(WizardResult::Proceed(answers))
         } else {
@@ -263,10 +266,11 @@ impl<R: BufRead, W: Write> Wizard<R, W> {
     }
 }
 
-/// The answers as the admin reads them, before and after the install.
-pub fn summary(a: &Answers) -> String {
+/// The answers as the admin reads them, before and after the install (a non-interactive run
+/// shows its draft: an ee kind that still awaits its domain has no cover domain line).
+pub fn summary(a: &Draft) -> String {
     let mut s = format!("  port            {}\n  workers         {}\n  secret kind     {}\n", a.port, a.workers, a.kind.name());
-    if let Some(d) = &a.domain {
+    if let Some(d) = a.kind.domain() {
         s += &format!("  cover domain    {d}\n");
     }
     s += &format!("  promoted tag    {}\n", a.ad_tag.as_deref().unwrap_or("(none)"));
@@ -283,7 +287,7 @@ mod tests {
 
     fn drive(input: &str, taken: &dyn Fn(u16) -> bool) -> (Result<WizardResult, WizardError>, String) {
         let mut out = Vec::new();
-        let r = Wizard::new(input.as_bytes(), &mut out).run(&Answers::default(), taken);
+        let r = Wizard::new(input.as_bytes(), &mut out).run(&Answers::default().into(), taken);
         (r, String::from_utf8(out).unwrap())
     }
 
@@ -302,8 +306,7 @@ mod tests {
         let want = Answers {
             port: 9443,
             workers: 2,
-            kind: Kind::Ee,
-            domain: Some("www.example.com".into()),
+            kind: SecretKind::FakeTls { domain: "www.example.com".into() },
             ad_tag: Some("0123456789abcdef0123456789abcdef".into()),
             public_host: None,
             own: None,
@@ -326,11 +329,12 @@ mod tests {
         // a relative folder refused, a folder; 443 is taken, so `alone` is refused: haproxy.
         let input = format!("y\n\n\nee\ncover.test\n\n\n{}\n\nnginx\n\nsite\n/srv/cover\nalone\nhaproxy\n\ny\n", td.join("other.key").display());
         let mut out = Vec::new();
-        let r = Wizard::new(input.as_bytes(), &mut out).run_with(&Answers::default(), &taken, &ctx).unwrap();
+        let r = Wizard::new(input.as_bytes(), &mut out).run_with(&Answers::default().into(), &taken, &ctx).unwrap();
         let out = String::from_utf8(out).unwrap();
         let WizardResult::Proceed(a) = r else { panic!("{out}") };
         let own = a.own.clone().expect("own domain chosen");
-        assert_eq!((a.port, a.kind, a.public_host.as_deref()), (owndomain::HAPROXY_BACKEND_PORT, Kind::Ee, Some("cover.test")), "{out}");
+        assert_eq!((a.port, a.public_host.as_deref()), (owndomain::HAPROXY_BACKEND_PORT, Some("cover.test")), "{out}");
+        assert_eq!(a.kind, SecretKind::FakeTls { domain: "cover.test".into() });
         assert_eq!(own.cover, Cover::Nginx { port: owndomain::DEFAULT_COVER_PORT, content: Content::Root("/srv/cover".into()) });
         assert!(own.behind_haproxy && own.key == td.join("cover.key"));
         assert!(out.contains("is not the key of the certificate"), "{out}");

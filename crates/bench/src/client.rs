@@ -1,6 +1,6 @@
 //! The load client: the client side of classic, `dd` and `ee` (fake-TLS, with the ServerHello
-//! check), plus `direct` (an obfuscated2 init without a secret, for the bare relay, which passes
-//! it to the fake DC unchanged). Built for many connections: one read buffer per connection,
+//! check), plus the bare relay's (an obfuscated2 init without a secret, which the relay passes
+//! to the fake DC unchanged). Built for many connections: one read buffer per connection,
 //! bulk bytes sent pre-made instead of encrypted one by one.
 
 use std::io;
@@ -10,39 +10,71 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mtproxy_proto::crypto::AesCtr;
 use mtproxy_proto::faketls::{self, RecordReader, MAX_RECORD_PAYLOAD};
 use mtproxy_proto::obfs2::{self, INIT_LEN};
-use mtproxy_proto::{ProtoTag, Secret};
+use mtproxy_proto::{ProtoTag, Secret, SecretKind};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::fakedc::{command, CMD_LEN};
 
-/// Which client protocol a connection speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Classic,
-    Dd,
-    Ee,
-    /// No secret: for the bare relay (tokio's default 8 KB copy buffers).
-    Direct,
-    /// No secret: the bare relay with 64 KB copy buffers, the proxy's read size.
-    Direct64,
+/// What a load connection goes through: the proxy, with a secret of some kind, or a bare relay
+/// (the no-secret baseline: the client's obfuscated2 init has no secret, and the relay passes it
+/// to the fake DC unchanged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Proxy(SecretKind),
+    Bare(RelayBuf),
 }
 
-impl Kind {
-    pub fn name(self) -> &'static str {
+/// The bare relay's copy buffer per direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayBuf {
+    /// tokio's default, 8 KB.
+    Tokio,
+    /// 64 KB, the proxy's read size.
+    ProxyRead,
+}
+
+impl RelayBuf {
+    pub fn bytes(self) -> usize {
         match self {
-            Kind::Classic => "classic",
-            Kind::Dd => "dd",
-            Kind::Ee => "ee",
-            Kind::Direct => "bare",
-            Kind::Direct64 => "bare64",
+            RelayBuf::Tokio => 8192,
+            RelayBuf::ProxyRead => 65536,
         }
+    }
+}
+
+impl Route {
+    /// The `target` of its result rows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Proxy(kind) => kind.name(),
+            Route::Bare(RelayBuf::Tokio) => "bare",
+            Route::Bare(RelayBuf::ProxyRead) => "bare64",
+        }
+    }
+
+    /// The kind of the secret, through the proxy.
+    pub fn secret_kind(&self) -> Option<&SecretKind> {
+        match self {
+            Route::Proxy(kind) => Some(kind),
+            Route::Bare(_) => None,
+        }
+    }
+
+    /// Whether the stream goes in TLS records (`ee`).
+    pub fn is_fake_tls(&self) -> bool {
+        matches!(self, Route::Proxy(SecretKind::FakeTls { .. }))
     }
 }
 
 /// The SNI every `ee` user of the benchmark is configured with.
 pub const DOMAIN: &str = "bench.example.com";
+
+/// The `ee` kind of the benchmark's users.
+pub fn fake_tls() -> SecretKind {
+    SecretKind::FakeTls { domain: DOMAIN.to_string() }
+}
 
 pub struct Conn {
     s: TcpStream,
@@ -60,13 +92,13 @@ fn invalid(msg: &str) -> io::Error {
 
 impl Conn {
     /// Connect, complete the handshake and send the fake DC's command.
-    pub async fn open(addr: SocketAddr, kind: Kind, secret: &Secret, cmd: Option<(u8, u64)>) -> io::Result<Conn> {
-        Conn::open_from(None, addr, kind, secret, cmd).await
+    pub async fn open(addr: SocketAddr, route: &Route, secret: &Secret, cmd: Option<(u8, u64)>) -> io::Result<Conn> {
+        Conn::open_from(None, addr, route, secret, cmd).await
     }
 
     /// [`Conn::open`] from the source address `from` (another loopback address looks like
     /// another client to the proxy).
-    pub async fn open_from(from: Option<IpAddr>, addr: SocketAddr, kind: Kind, secret: &Secret, cmd: Option<(u8, u64)>) -> io::Result<Conn> {
+    pub async fn open_from(from: Option<IpAddr>, addr: SocketAddr, route: &Route, secret: &Secret, cmd: Option<(u8, u64)>) -> io::Result<Conn> {
         let mut s = match from {
             None => TcpStream::connect(addr).await?,
             Some(ip) => {
@@ -77,8 +109,8 @@ impl Conn {
         };
         s.set_nodelay(true)?;
         let mut tls = None;
-        if kind == Kind::Ee {
-            let mut hello = mtproxy_testkit::client_hello(Some(DOMAIN), 517);
+        if let Some(SecretKind::FakeTls { domain }) = route.secret_kind() {
+            let mut hello = mtproxy_testkit::client_hello(Some(domain), 517);
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
             faketls::sign_client_hello(&mut hello, secret, now);
             let random: [u8; 32] = hello[11..43].try_into().unwrap();
@@ -103,9 +135,9 @@ impl Conn {
             }
             tls = Some(RecordReader::new());
         }
-        let tag = match kind {
-            Kind::Classic | Kind::Direct | Kind::Direct64 => ProtoTag::Intermediate,
-            Kind::Dd | Kind::Ee => ProtoTag::PaddedIntermediate,
+        let tag = match route.secret_kind() {
+            None | Some(SecretKind::Classic) => ProtoTag::Intermediate,
+            Some(SecretKind::Padded | SecretKind::FakeTls { .. }) => ProtoTag::PaddedIntermediate,
         };
         let mut random = [0u8; INIT_LEN];
         loop {
@@ -114,7 +146,7 @@ impl Conn {
                 break;
             }
         }
-        let init = obfs2::initiate(random, tag, 2, if matches!(kind, Kind::Direct | Kind::Direct64) { None } else { Some(secret) });
+        let init = obfs2::initiate(random, tag, 2, route.secret_kind().map(|_| secret));
         let mut c = Conn { s, enc: init.encrypt, dec: init.decrypt, tls, rbuf: Vec::new(), pending: Vec::new() };
         let mut cmd = cmd.map(|(op, n)| command(op, n));
         let cmd_len = if cmd.is_some() { CMD_LEN } else { 0 };

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mtproxy_proto::Secret;
-
-use crate::client::{Kind, DOMAIN};
+use mtproxy_proto::{Secret, SecretKind};
 
 pub struct Proc {
     child: Child,
@@ -69,21 +67,16 @@ pub fn start_self(args: &[String], addr: SocketAddr, what: &str) -> io::Result<P
 
 /// The configuration text for `users` secrets of `kind`, listening on `addr`, with more
 /// sections (`extra`, e.g. `[upstream]`) before the users.
-pub fn proxy_config_with(addr: SocketAddr, workers: usize, kind: Kind, users: &[Secret], extra: &str) -> String {
+pub fn proxy_config_with(addr: SocketAddr, workers: usize, kind: &SecretKind, users: &[Secret], extra: &str) -> String {
     let mut t = format!(
         "[server]\nlisten = [\"{addr}\"]\npublic_host = \"127.0.0.1\"\nworkers = {workers}\nfast_mode = true\n\n\
          [timeouts]\nhandshake = \"30s\"\nidle = \"1h\"\n\n[fronting]\nenabled = false\n\n\
          [limits]\nmax_connections = 1000000\n\n[stats]\nlisten = \"off\"\n\n{extra}\n"
     );
-    let kind_name = match kind {
-        Kind::Classic | Kind::Direct | Kind::Direct64 => "classic",
-        Kind::Dd => "dd",
-        Kind::Ee => "ee",
-    };
     for (i, s) in users.iter().enumerate() {
-        t.push_str(&format!("[users.u{i}]\nsecret = \"{}\"\nkind = \"{kind_name}\"\n", s.to_hex()));
-        if kind == Kind::Ee {
-            t.push_str(&format!("domain = \"{DOMAIN}\"\n"));
+        t.push_str(&format!("[users.u{i}]\nsecret = \"{}\"\nkind = \"{}\"\n", s.to_hex(), kind.name()));
+        if let SecretKind::FakeTls { domain } = kind {
+            t.push_str(&format!("domain = \"{domain}\"\n"));
         }
         t.push('\n');
     }
@@ -91,7 +84,7 @@ pub fn proxy_config_with(addr: SocketAddr, workers: usize, kind: Kind, users: &[
 }
 
 /// Start the proxy binary with a fresh configuration in `dir`.
-pub fn start_proxy(bin: &Path, dir: &Path, addr: SocketAddr, dc: SocketAddr, workers: usize, kind: Kind, users: &[Secret]) -> io::Result<Proc> {
+pub fn start_proxy(bin: &Path, dir: &Path, addr: SocketAddr, dc: SocketAddr, workers: usize, kind: &SecretKind, users: &[Secret]) -> io::Result<Proc> {
     start_proxy_with(bin, dir, addr, dc, workers, kind, users, "")
 }
 
@@ -103,7 +96,7 @@ pub fn start_proxy_with(
     addr: SocketAddr,
     dc: SocketAddr,
     workers: usize,
-    kind: Kind,
+    kind: &SecretKind,
     users: &[Secret],
     extra: &str,
 ) -> io::Result<Proc> {
