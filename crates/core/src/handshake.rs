@@ -137,8 +137,10 @@ impl Origin<'_> {
         self.hints.remember(self.peer.ip(), cand.secret);
     }
 
-    fn search_order<'s>(&self, snap: &'s Snapshot) -> impl Iterator<Item = &'s Candidate> {
-        snap.search_order(self.hints.get(self.peer.ip()))
+    /// The secret search of every path: the first candidate, in [`Snapshot::search_order`] for
+    /// this address, that `matches` accepts, with what it returned; `bad_secret` when none does.
+    fn find<'s, T>(&self, snap: &'s Snapshot, mut matches: impl FnMut(&Candidate) -> Option<T>) -> Result<(&'s Candidate, T), FailReason> {
+        snap.search_order(self.hints.get(self.peer.ip())).find_map(|c| matches(c).map(|t| (c, t))).ok_or(FailReason::BadSecret)
     }
 }
 
@@ -217,7 +219,6 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     now: SystemTime,
     rng: &mut R,
 ) -> Result<Authenticated, Failure> {
-    let replay = guards.replay;
     loop {
         match opening::classify(&st.consumed, snap.accepts) {
             Opening::NeedMore => read_more(stream, st).await?,
@@ -226,21 +227,14 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
             Opening::Obfuscated2 => break,
         }
     }
-    {
-        let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
-        let (cand, accepted) = match_obfs2(&frame, origin.search_order(snap))?;
-        origin.matched(cand);
-        cand.usable(now).map_err(Failure::Rejected)?;
-        if !transport_allowed(&cand.entry.user.kind, accepted.tag, false, snap.config.allow_any_transport) {
-            return Err(Failure::Rejected(FailReason::BadTransport));
-        }
-        let key: [u8; 16] = frame.key_material()[..16].try_into().unwrap();
-        if !replay.lock().unwrap().check_and_insert(key, Instant::now()) {
-            return Err(Failure::Rejected(FailReason::Replay));
-        }
-        let pending = st.consumed[INIT_LEN..].to_vec();
-        Ok(authenticated(cand, &frame, accepted, None, pending))
-    }
+    let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
+    let (cand, accepted) = origin.find(snap, |c| obfs2::accept(&frame, Some(&c.secret))).map_err(Failure::Rejected)?;
+    origin.matched(cand);
+    let key: [u8; 16] = frame.key_material()[..16].try_into().unwrap();
+    let checks = Checks { transport: Some((accepted.tag, false)), replay: Some((guards.replay, key)), ..Checks::default() };
+    admit(cand, checks, snap, now).map_err(Failure::Rejected)?;
+    let pending = st.consumed[INIT_LEN..].to_vec();
+    Ok(authenticated(cand, &frame, accepted, None, pending))
 }
 
 /// The log reason for an opening fronted at once. It never delays the fronting by more than
@@ -253,10 +247,63 @@ fn fronted_reason(why: opening::NotAHandshake, st: &HandshakeState, snap: &Snaps
         return FailReason::Malformed;
     }
     let frame = HandshakeFrame(st.consumed[..INIT_LEN].try_into().unwrap());
-    match match_obfs2(&frame, origin.search_order(snap)) {
-        Ok((cand, _)) => cand.usable(now).err().unwrap_or(FailReason::BadTransport),
+    match origin.find(snap, |c| obfs2::accept(&frame, Some(&c.secret))) {
+        // Fronted, so not remembered in the replay cache. A configuration that fronts a whole
+        // init accepts no plain obfuscated2 transport, so the transport check always fails.
+        Ok((cand, accepted)) => {
+            let checks = Checks { transport: Some((accepted.tag, false)), ..Checks::default() };
+            admit(cand, checks, snap, now).err().unwrap_or(FailReason::BadTransport)
+        }
         Err(_) => FailReason::Malformed,
     }
+}
+
+/// What [`admit`] checks once a secret matched, besides the user's own state; `None` skips a check.
+#[derive(Default)]
+struct Checks<'a> {
+    /// fake-TLS: the timestamp the hello was signed with and the SNI it names.
+    hello: Option<(u32, Option<&'a str>)>,
+    /// The transport the obfuscated2 init asks for, and whether it came inside fake-TLS.
+    transport: Option<(ProtoTag, bool)>,
+    /// The replay cache and the key to check and remember in it (only once every check before
+    /// it passed).
+    replay: Option<(&'a Mutex<ReplayCache>, [u8; 16])>,
+}
+
+/// The checks after a secret matched, in the one order every path uses, so that each path
+/// logs the same [`FailReason`] for the same fault (fail2ban and the stats key on it):
+///
+/// ```text
+/// the user's state (disabled, retired secret)  -> user_disabled / rotated_secret
+/// fake-TLS: timestamp window, then SNI         -> clock_skew / bad_sni
+/// transport allowed for the secret's kind      -> bad_transport
+/// replay cache (checked and inserted)          -> replay
+/// ```
+/// fake-TLS calls it twice: for the hello (its transport is only known from the inner init,
+/// after the ServerHello was sent) and for that init (the user's state passes again: same
+/// candidate, same `now`).
+fn admit(cand: &Candidate, checks: Checks<'_>, snap: &Snapshot, now: SystemTime) -> Result<(), FailReason> {
+    cand.usable(now)?;
+    if let Some((timestamp, sni)) = checks.hello {
+        let skew = (unix_secs(now) - timestamp as i64).unsigned_abs();
+        if skew > snap.config.fake_tls.max_clock_skew.as_secs() {
+            return Err(FailReason::ClockSkew);
+        }
+        if sni.is_some_and(|sni| !snap.serves_domain(sni)) {
+            return Err(FailReason::BadSni);
+        }
+    }
+    if let Some((tag, in_tls)) = checks.transport {
+        if !transport_allowed(&cand.entry.user.kind, tag, in_tls, snap.config.allow_any_transport) {
+            return Err(FailReason::BadTransport);
+        }
+    }
+    if let Some((replay, key)) = checks.replay {
+        if !replay.lock().unwrap().check_and_insert(key, Instant::now()) {
+            return Err(FailReason::Replay);
+        }
+    }
+    Ok(())
 }
 
 /// The authenticated client: `pending` (stream bytes read past the init) is decrypted here.
@@ -275,15 +322,6 @@ fn authenticated(cand: &Candidate, frame: &HandshakeFrame, accepted: obfs2::Acce
     }
 }
 
-fn match_obfs2<'a>(frame: &HandshakeFrame, candidates: impl Iterator<Item = &'a Candidate>) -> Result<(&'a Candidate, obfs2::Accepted), Failure> {
-    for c in candidates {
-        if let Some(acc) = obfs2::accept(frame, Some(&c.secret)) {
-            return Ok((c, acc));
-        }
-    }
-    Err(Failure::Rejected(FailReason::BadSecret))
-}
-
 async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     stream: &mut S,
     st: &mut HandshakeState,
@@ -293,7 +331,6 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     now: SystemTime,
     rng: &mut R,
 ) -> Result<Authenticated, Failure> {
-    let replay = guards.replay;
     let malformed = || Failure::Rejected(FailReason::Malformed);
     let (hello_len, canonical) = loop {
         match faketls::read_client_hello(&st.consumed).map_err(|_| malformed())? {
@@ -305,25 +342,12 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     let auth = HelloAuth::new(&canonical);
     let allow_any = snap.config.allow_any_transport;
     let (cand, timestamp) = origin
-        .search_order(snap)
-        .filter(|c| allow_any || matches!(c.entry.user.kind, SecretKind::FakeTls { .. }))
-        .find_map(|c| auth.check(&c.secret).map(|ts| (c, ts)))
-        .ok_or(Failure::Rejected(FailReason::BadSecret))?;
+        .find(snap, |c| if allow_any || matches!(c.entry.user.kind, SecretKind::FakeTls { .. }) { auth.check(&c.secret) } else { None })
+        .map_err(Failure::Rejected)?;
     origin.matched(cand);
-    cand.usable(now).map_err(Failure::Rejected)?;
-    let skew = (unix_secs(now) - timestamp as i64).unsigned_abs();
-    if skew > snap.config.fake_tls.max_clock_skew.as_secs() {
-        return Err(Failure::Rejected(FailReason::ClockSkew));
-    }
-    if let Some(sni) = &fields.sni {
-        if !snap.serves_domain(sni) {
-            return Err(Failure::Rejected(FailReason::BadSni));
-        }
-    }
     let key: [u8; 16] = auth.client_random()[..16].try_into().unwrap();
-    if !replay.lock().unwrap().check_and_insert(key, Instant::now()) {
-        return Err(Failure::Rejected(FailReason::Replay));
-    }
+    let checks = Checks { hello: Some((timestamp, fields.sni.as_deref())), replay: Some((guards.replay, key)), ..Checks::default() };
+    admit(cand, checks, snap, now).map_err(Failure::Rejected)?;
 
     let flight = {
         // The user's own cover domain decides the shape; a user of another kind let in through
@@ -371,9 +395,89 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     }
     let frame = HandshakeFrame(payload[..INIT_LEN].try_into().unwrap());
     let accepted = obfs2::accept(&frame, Some(&cand.secret)).ok_or_else(malformed)?;
-    if !transport_allowed(&cand.entry.user.kind, accepted.tag, true, allow_any) {
-        return Err(Failure::Rejected(FailReason::BadTransport));
-    }
+    let checks = Checks { transport: Some((accepted.tag, true)), ..Checks::default() };
+    admit(cand, checks, snap, now).map_err(Failure::Rejected)?;
     let pending = payload.split_off(INIT_LEN);
     Ok(authenticated(cand, &frame, accepted, Some(reader), pending))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::parse_str;
+    use crate::stats::Stats;
+
+    const USERS: &str = "[users.classic]\nsecret = \"00112233445566778899aabbccddeeff\"\nkind = \"classic\"\n\
+                         [users.off]\nsecret = \"33112233445566778899aabbccddeeff\"\nkind = \"classic\"\nenabled = false\n\
+                         [users.ee]\nsecret = \"22112233445566778899aabbccddeeff\"\nkind = \"ee\"\ndomain = \"cover.test\"\n";
+    const SIGNED_AT: u32 = 1_750_000_000;
+
+    fn snapshot(server: &str) -> Snapshot {
+        let text = format!("[server]\nlisten = [\"127.0.0.1:1\"]\n{server}{USERS}");
+        Snapshot::build(parse_str(&text, Path::new("/test.toml")).unwrap(), None, &Stats::default(), &[])
+    }
+
+    fn user<'s>(snap: &'s Snapshot, name: &str) -> &'s Candidate {
+        snap.search_order(None).find(|c| c.entry.user.name == name).unwrap()
+    }
+
+    fn obfs2(tag: ProtoTag, replay: &Mutex<ReplayCache>, key: u8) -> Checks<'_> {
+        Checks { transport: Some((tag, false)), replay: Some((replay, [key; 16])), ..Checks::default() }
+    }
+
+    #[test]
+    fn admit_names_the_first_failing_check_and_remembers_only_what_passed() {
+        let snap = snapshot("");
+        let replay = Mutex::new(ReplayCache::new(16, Duration::from_secs(600)));
+        let now = UNIX_EPOCH + Duration::from_secs(SIGNED_AT.into());
+        let check = |cand: &Candidate, checks: Checks<'_>| admit(cand, checks, &snap, now);
+        let (classic, off, ee) = (user(&snap, "classic"), user(&snap, "off"), user(&snap, "ee"));
+        let retired = Candidate { retired_until: Some(now), ..classic.clone() };
+        let skew = snap.config.fake_tls.max_clock_skew.as_secs() as u32;
+        let hello = |timestamp: u32, sni: Option<&'static str>, key: u8| Checks {
+            hello: Some((timestamp, sni)),
+            replay: Some((&replay, [key; 16])),
+            ..Checks::default()
+        };
+
+        // The user's state comes first, whatever else is wrong.
+        assert_eq!(check(off, obfs2(ProtoTag::PaddedIntermediate, &replay, 1)), Err(FailReason::UserDisabled));
+        assert_eq!(check(&retired, obfs2(ProtoTag::PaddedIntermediate, &replay, 1)), Err(FailReason::RotatedSecret));
+        assert_eq!(
+            check(&Candidate { retired_until: Some(now + Duration::from_secs(1)), ..classic.clone() }, obfs2(ProtoTag::Intermediate, &replay, 9)),
+            Ok(())
+        );
+        // Then the hello's clock, then its SNI.
+        assert_eq!(check(ee, hello(SIGNED_AT - skew - 1, Some("other.test"), 2)), Err(FailReason::ClockSkew));
+        assert_eq!(check(ee, hello(SIGNED_AT + skew + 1, None, 2)), Err(FailReason::ClockSkew));
+        assert_eq!(check(ee, hello(SIGNED_AT + skew, Some("other.test"), 2)), Err(FailReason::BadSni));
+        let all = Checks { hello: Some((SIGNED_AT, Some("other.test"))), transport: Some((ProtoTag::Abridged, true)), replay: Some((&replay, [2; 16])) };
+        assert_eq!(check(ee, all), Err(FailReason::BadSni), "the hello before the transport");
+        // Then the transport: each kind through its own.
+        assert_eq!(check(classic, obfs2(ProtoTag::PaddedIntermediate, &replay, 1)), Err(FailReason::BadTransport));
+        assert_eq!(check(ee, obfs2(ProtoTag::PaddedIntermediate, &replay, 1)), Err(FailReason::BadTransport));
+        assert_eq!(check(ee, Checks { transport: Some((ProtoTag::Intermediate, true)), ..Checks::default() }), Err(FailReason::BadTransport));
+        assert_eq!(check(ee, Checks { transport: Some((ProtoTag::PaddedIntermediate, true)), ..Checks::default() }), Ok(()));
+        // Last the replay cache: none of the failures above remembered key 1 or 2.
+        assert_eq!(check(classic, obfs2(ProtoTag::Intermediate, &replay, 1)), Ok(()));
+        assert_eq!(check(classic, obfs2(ProtoTag::Abridged, &replay, 1)), Err(FailReason::Replay));
+        assert_eq!(check(ee, hello(SIGNED_AT - skew, Some("Cover.Test"), 2)), Ok(()));
+        assert_eq!(check(ee, hello(SIGNED_AT, None, 2)), Err(FailReason::Replay));
+        // A check left out is not made.
+        assert_eq!(check(classic, Checks::default()), Ok(()));
+        assert_eq!(check(off, Checks::default()), Err(FailReason::UserDisabled));
+    }
+
+    #[test]
+    fn allow_any_transport_lets_every_kind_through_every_transport() {
+        let snap = snapshot("allow_any_transport = true\n");
+        let now = UNIX_EPOCH + Duration::from_secs(SIGNED_AT.into());
+        for (name, in_tls) in [("classic", true), ("ee", false)] {
+            let checks = Checks { transport: Some((ProtoTag::PaddedIntermediate, in_tls)), ..Checks::default() };
+            assert_eq!(admit(user(&snap, name), checks, &snap, now), Ok(()), "{name}");
+        }
+    }
 }

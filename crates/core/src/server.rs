@@ -274,7 +274,17 @@ async fn open(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> O
 
     // Route.
     if let Route::Middle { ad_tag } = route::choose(cfg) {
-        let ctx = middle::session::Context { snap: &snap, middle: &shared.middle, stats, close_all: &shared.close_all, limit_cut: &slot.lease.cut, ad_tag };
+        let ctx = middle::session::Context {
+            settings: &cfg.middle,
+            dc_ip: cfg.dc_ip,
+            timeouts: &cfg.timeouts,
+            router: &snap.router,
+            middle: &shared.middle,
+            stats,
+            close_all: &shared.close_all,
+            limit_cut: &slot.lease.cut,
+            ad_tag,
+        };
         Box::pin(middle::session::run(stream, peer, auth, ctx)).await;
         return None;
     }

@@ -32,11 +32,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{ClientEvent, MeConn};
 use super::Middle;
+use crate::config::{IpPreference, MiddleSettings, Timeouts};
 use crate::events::ClientAddr;
 use crate::handshake::Authenticated;
 use crate::relay::Activity;
-use crate::snapshot::Snapshot;
 use crate::stats::{ByteCounter, Stats};
+use crate::upstream::Router;
 
 /// Bytes written to the client in one go at most when answers are batched.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -97,9 +98,17 @@ pub fn client_bytes(tag: ProtoTag, ev: &ClientEvent, out: &mut Vec<u8>) -> bool 
     }
 }
 
-/// Everything a session needs besides the client socket.
+/// Everything a session needs besides the client socket: the few settings it reads, not the
+/// whole snapshot, so what a middle-end session depends on is visible here.
 pub struct Context<'a> {
-    pub snap: &'a Snapshot,
+    /// `[middle]`: the NAT address and how to reach and share middle-end connections.
+    pub settings: &'a MiddleSettings,
+    /// The address family to reach the middle-end with.
+    pub dc_ip: IpPreference,
+    /// The connect timeout to the middle-end and the client's idle timeout.
+    pub timeouts: &'a Timeouts,
+    /// The `[upstream]` servers a new middle-end connection goes through.
+    pub router: &'a Arc<Router>,
     pub middle: &'a Middle,
     pub stats: &'a Arc<Stats>,
     pub close_all: &'a CancellationToken,
@@ -110,16 +119,15 @@ pub struct Context<'a> {
 
 /// Serve one authenticated client through the middle-end until it or the middle-end closes.
 pub async fn run(stream: TcpStream, peer: SocketAddr, auth: Authenticated, ctx: Context<'_>) {
-    let cfg = &ctx.snap.config;
     let entry = auth.entry.clone();
     let Ok(local) = stream.local_addr() else { return };
-    let proxy_ip = match cfg.middle.nat_ip {
+    let proxy_ip = match ctx.settings.nat_ip {
         Some(ip) if ip.is_ipv4() == local.is_ipv4() => ip,
         _ => local.ip(),
     };
     let proxy_addr = SocketAddr::new(proxy_ip, local.port());
     let client_addr = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-    let conn = match ctx.middle.connection(auth.dc, &cfg.middle, cfg.dc_ip, cfg.timeouts.connect, (&ctx.snap.router, ctx.stats)).await {
+    let conn = match ctx.middle.connection(auth.dc, ctx.settings, ctx.dc_ip, ctx.timeouts.connect, (ctx.router, ctx.stats)).await {
         Ok(c) => c,
         Err(e) => {
             ctx.stats.upstream_connect_failures.fetch_add(1, Relaxed);
@@ -153,7 +161,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, auth: Authenticated, ctx: 
     let outcome = tokio::select! {
         r = upstream.run(cr, auth, &activity, &mut up) => match r { Ok(()) => "client closed", Err(_) => "client error" },
         r = downstream(cw, rx, tag, to_client, tls, &activity, &mut down) => r,
-        _ = activity.idle(cfg.timeouts.idle) => "idle timeout",
+        _ = activity.idle(ctx.timeouts.idle) => "idle timeout",
         _ = entry.revoked.cancelled() => "user revoked",
         _ = ctx.limit_cut.cancelled() => "user limit reached",
         _ = ctx.close_all.cancelled() => "shutdown",
