@@ -9,11 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mtproxy_core::config::{parse_str, DcKey, HostPort};
+use mtproxy_core::config::parse_str;
 use mtproxy_core::stats_listener::{self, Limits, Options, Report};
 use mtproxy_core::Shared;
-use mtproxy_testkit::proxy::Start;
 use mtproxy_proto::Secret;
+use mtproxy_testkit::proxy::Start;
 use mtproxy_testkit::{Client, FakeDc, Mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

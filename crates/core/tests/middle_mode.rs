@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use mtproxy_core::config::{parse_str, Config};
 use mtproxy_core::Shared;
-use mtproxy_testkit::proxy::Start;
 use mtproxy_proto::rpc::msg::flags;
 use mtproxy_proto::{ProtoTag, Secret};
 use mtproxy_testkit::fake_me::{ConfigServer, FakeMe, QUICK_ACK_TOKEN, REQ_PQ_MULTI, RES_PQ};
 use mtproxy_testkit::middle::{encrypted, proxy_secret, recv_packet, req_pq_multi, send_packet, MeFiles};
+use mtproxy_testkit::proxy::Start;
 use mtproxy_testkit::{three_users, Client, FakeDc, Mode, S_CLASSIC, S_DD, S_EE};
 use tokio_util::sync::CancellationToken;
 
