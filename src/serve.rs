@@ -1,5 +1,7 @@
-//! `serve`: load (or create) the configuration, bind, run the proxy, reload on change and on
-//! SIGHUP, drain on SIGTERM/SIGINT.
+//! `serve`: parse the arguments, set up logging, create the configuration if missing, write the
+//! pid file, and run the library's [`Server`] (docs/design.md "control path") with what only
+//! the binary has plugged in: the fleet's store as the configuration source, the web panel on
+//! the statistics listener, and the signals (SIGHUP reloads, SIGTERM/SIGINT stop and drain).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -8,50 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use mtproxy_core::config::{self, DcKey, HostPort};
-use mtproxy_core::Shared;
-use tokio_util::sync::CancellationToken;
-
-use std::net::SocketAddr;
-
-use mtproxy_core::server::ListenerCommand;
-use tokio::sync::mpsc::UnboundedSender;
+use mtproxy_core::service::{ConfigSource, FileSource, Handle, Options, Server};
 
 use crate::fleet::node::Fleet;
 use crate::share;
-
-/// Make the listeners match `listen`: bind the new addresses first, then close the ones no
-/// longer listed. Open connections are not touched (they do not belong to a listener). If
-/// none of the new addresses can be bound, the old listeners stay so the proxy stays reachable.
-fn rebind(listen: &[SocketAddr], bound: &mut Vec<SocketAddr>, control: &UnboundedSender<ListenerCommand>) {
-    let mut added = 0;
-    let new: Vec<SocketAddr> = listen.iter().filter(|a| !bound.contains(a)).copied().collect();
-    for addr in &new {
-        match mtproxy_core::bind(*addr) {
-            Ok(l) => {
-                tracing::info!(%addr, "listening");
-                let _ = control.send(ListenerCommand::Add(l));
-                bound.push(*addr);
-                added += 1;
-            }
-            Err(e) => tracing::error!(%addr, error = %e, "cannot listen on this address"),
-        }
-    }
-    let stale: Vec<SocketAddr> = bound.iter().filter(|a| !listen.contains(a)).copied().collect();
-    if stale.is_empty() {
-        return;
-    }
-    if !bound.iter().any(|a| listen.contains(a)) && added == 0 {
-        tracing::error!("no new listen address could be bound; keeping the old listeners");
-        return;
-    }
-    for addr in stale {
-        tracing::info!(%addr, "no longer listening (open connections stay)");
-        let _ = control.send(ListenerCommand::Remove(addr));
-        bound.retain(|a| *a != addr);
-    }
-}
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -160,119 +124,24 @@ impl Drop for PidFile {
     }
 }
 
-fn users_with_stats(shared: &Shared) -> Vec<(config::User, Arc<mtproxy_core::stats::UserStats>)> {
-    shared.snapshot.load().users.iter().map(|e| (e.user.clone(), e.stats.clone())).collect()
-}
-
-/// Persist per-user data usage (atomically: temp file, rename) so a restart keeps quotas; a
-/// file that already holds these numbers is not rewritten.
-fn save_usage(path: &Path, shared: &Shared) {
-    let table = shared.limits.usage_table(&users_with_stats(shared), std::time::SystemTime::now());
-    let text = mtproxy_core::limits::format_usage(&table);
-    // Unchanged counters leave the file alone: no rewrite and no new mtime every 10 s (a backup
-    // or setup's "nothing changed" check sees an idle proxy's state as the same file).
-    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
-        return;
-    }
-    if let Err(e) = crate::store::write_private(path, text.as_bytes()) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot save data usage");
-    }
-}
-
-/// How often usage counters are written to disk (and at shutdown).
-const USAGE_SAVE_EVERY: Duration = Duration::from_secs(10);
-
 async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, overrides: Vec<(DcKey, Vec<HostPort>)>, drain: Duration) -> anyhow::Result<()> {
-    let mut listeners = Vec::new();
-    for addr in &cfg.listen {
-        match mtproxy_core::bind(*addr) {
-            Ok(l) => {
-                tracing::info!(%addr, "listening");
-                listeners.push(l);
-            }
-            Err(e) if cfg.listen.len() > 1 => tracing::warn!(%addr, error = %e, "cannot listen on this address; continuing with the others"),
-            Err(e) => bail!("cannot listen on {addr}: {e}"),
-        }
-    }
-    if listeners.is_empty() {
-        bail!("no listen address could be bound");
-    }
-    tracing::info!(
-        users = cfg.users.len(),
-        mode = if cfg.ad_tag.is_some() { "middle-proxy (ad tag set: clients go through Telegram's middle-end servers)" } else { "direct" },
-        "proxy started"
-    );
-    let usage_path = cfg.usage_path(&path);
-    let cover_cache = cfg.cover_cache_path(&path);
-    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-    let stats_listen = cfg.stats_listen;
-    let stats_tls = cfg.stats_tls.is_some();
-    let mut stats_opts = mtproxy_core::stats_listener::Options {
-        token: cfg.stats_token.clone(),
-        config_path: Some(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()).display().to_string()),
-        ..Default::default()
+    let source: Arc<dyn ConfigSource> = match &fleet {
+        Some(f) => f.clone(),
+        None => Arc::new(FileSource),
     };
-    let shared = Shared::new(cfg, overrides);
+    let opts = Options { config_path: Some(path.clone()), source, dc_overrides: overrides, drain, ..Default::default() };
+    let mut server = Server::bind(cfg, opts)?;
+    let shared = server.shared().clone();
     // The web panel rides on the statistics listener; it answers only while a password is set.
     let panel = crate::panel::Panel::new(&path, shared.clone());
-    stats_opts.mount = Some(Arc::new(crate::panel::PanelMount(panel.clone())));
-    if let Ok(text) = std::fs::read_to_string(&usage_path) {
-        let saved = mtproxy_core::limits::parse_usage(&text);
-        shared.limits.restore_usage(&users_with_stats(&shared), &saved, std::time::SystemTime::now());
-    }
+    server.mount_stats(Arc::new(crate::panel::PanelMount(panel.clone())));
     let fleet_thread = fleet.as_ref().map(|f| f.spawn(shared.clone()));
-    let shutdown = CancellationToken::new();
-    if let Some(addr) = stats_listen {
-        // The statistics are an observer: a busy port costs the admin the endpoint, not the proxy.
-        match mtproxy_core::stats_listener::bind(addr) {
-            Ok(l) => {
-                tracing::info!(%addr, tls = stats_tls, "statistics listener (/stats, /stats.json, /metrics, /health; web panel at /panel/ when a password is set)");
-                tokio::spawn(mtproxy_core::stats_listener::serve_stats(l, shared.clone(), stats_opts, shutdown.clone()));
-            }
-            Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),
-        }
-    }
-    // The middle-proxy configuration is fetched only while an ad tag is set.
-    let s2 = shared.clone();
-    let settings = move || {
-        let snap = s2.snapshot.load();
-        snap.config.ad_tag.map(|_| snap.config.middle.clone())
-    };
-    tokio::spawn(shared.middle.clone().refresh_loop(settings, shutdown.clone()));
-    // Each cover domain's TLS flight: the cached one at once, then learned and kept fresh.
-    tokio::spawn(mtproxy_core::cover::refresh::keep_fresh(shared.clone(), cover_cache, shutdown.clone()));
-    let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(watch_config(path, shared.clone(), control_tx, bound, fleet.clone()));
-    tokio::spawn(wait_for_stop(shutdown.clone()));
-    let saver = {
-        let (shared, usage_path) = (shared.clone(), usage_path.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(USAGE_SAVE_EVERY);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                save_usage(&usage_path, &shared);
-            }
-        })
-    };
+    let handle = server.handle();
+    tokio::spawn(wait_for_stop(handle.clone()));
+    tokio::spawn(reload_on_hup(handle));
     let history = tokio::spawn(panel.clone().keep_history());
-    let enforcer = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                for (user, reason) in shared.limits.enforce(&users_with_stats(&shared), std::time::SystemTime::now()) {
-                    mtproxy_core::limits::log_cut(&user, reason);
-                }
-            }
-        })
-    };
-    mtproxy_core::server::serve_with_control(listeners, shared.clone(), shutdown, drain, Some(control_rx)).await;
-    saver.abort();
-    enforcer.abort();
+    server.run().await;
     history.abort();
-    save_usage(&usage_path, &shared);
     panel.sample();
     panel.save_history();
     if let (Some(f), Some(t)) = (&fleet, fleet_thread) {
@@ -284,7 +153,7 @@ async fn serve(path: PathBuf, cfg: config::Config, fleet: Option<Arc<Fleet>>, ov
     Ok(())
 }
 
-async fn wait_for_stop(shutdown: CancellationToken) {
+async fn wait_for_stop(server: Handle) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -293,52 +162,14 @@ async fn wait_for_stop(shutdown: CancellationToken) {
         _ = int.recv() => {},
     }
     tracing::info!("stop requested; no longer accepting connections");
-    shutdown.cancel();
+    server.stop();
 }
 
-/// Reload when the file changes (checked every second; the path is read anew each time, so a
-/// Kubernetes ConfigMap's `..data` symlink swap is seen like an edit), on SIGHUP, or, in a
-/// fleet, when the store's users changed. An invalid file is refused with its error and the
-/// running configuration stays in force.
-async fn watch_config(path: PathBuf, shared: Arc<Shared>, control: UnboundedSender<ListenerCommand>, mut bound: Vec<SocketAddr>, fleet: Option<Arc<Fleet>>) {
+/// SIGHUP reads the configuration again at once (the file is also watched every second).
+async fn reload_on_hup(server: Handle) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    let read = |p: &Path| std::fs::read(p).ok();
-    let mut last = read(&path);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let store_changed = async {
-            match &fleet {
-                Some(f) => f.changed.notified().await,
-                None => std::future::pending().await,
-            }
-        };
-        let forced = tokio::select! {
-            _ = hup.recv() => true,
-            _ = tick.tick() => false,
-            _ = store_changed => true,
-        };
-        let now = read(&path);
-        if !forced && now == last {
-            continue;
-        }
-        last = now;
-        let loaded = match &fleet {
-            Some(f) => f.effective(&path),
-            None => config::load(&path),
-        };
-        match loaded {
-            Ok(cfg) => {
-                let users = cfg.users.len();
-                let listen = cfg.listen.clone();
-                shared.reload(cfg);
-                rebind(&listen, &mut bound, &control);
-                tracing::info!(users, "configuration reloaded");
-            }
-            Err(e) => {
-                shared.stats.reload_failed(&e.to_string());
-                tracing::error!("configuration not reloaded, the previous one stays in force: {e}");
-            }
-        }
+    while hup.recv().await.is_some() {
+        server.reload();
     }
 }

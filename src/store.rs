@@ -56,15 +56,8 @@ pub struct Store {
 /// The file's first text when the CLI creates it.
 const NEW_FILE: &str = "# vless-mtproxy configuration. Every field is documented in config.example.toml.\n# This file holds secrets: keep it mode 0600.\n\n[server]\nlisten = [\"0.0.0.0:8443\", \"[::]:8443\"]\n";
 
-/// Write a private file (0600) whole or not at all: a temp file beside it, fsync, rename. For
-/// the proxy's own state files (usage, the fleet's cache, an export).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = config::beside(path, "tmp");
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
+/// The atomic 0600 writer for the proxy's own state files (usage, the fleet's cache, an export).
+pub use mtproxy_core::statefile::write_private;
 
 fn crash_point(step: u32) {
     if std::env::var("VLESS_MTPROXY_TEST_CRASH_AT").ok().and_then(|v| v.parse::<u32>().ok()) == Some(step) {

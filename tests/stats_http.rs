@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mtproxy_core::config::{parse_str, DcKey, HostPort};
+use mtproxy_core::config::parse_str;
 use mtproxy_core::stats_listener::{self, Limits, Options, Report};
-use mtproxy_core::{bind, serve, Shared};
+use mtproxy_core::Shared;
 use mtproxy_proto::Secret;
+use mtproxy_testkit::proxy::Start;
 use mtproxy_testkit::{Client, FakeDc, Mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,17 +40,10 @@ async fn start(token: bool, limits: Limits) -> Env {
          [users.carol]\nsecret = \"c3112233445566778899aabbccddeeff\"\nenabled = false\n"
     );
     let cfg = parse_str(&text, Path::new("t.toml")).unwrap();
-    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let proxy = listener.local_addr().unwrap();
-    let shared = Shared::new(cfg, vec![(DcKey::Any, vec![HostPort::parse(&dc.addr.to_string()).unwrap()])]);
-    let stop = CancellationToken::new();
-    tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), Duration::from_secs(1)));
-    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let stats = sl.local_addr().unwrap();
     let token = token.then(|| mtproxy_core::config::BearerToken::new(TOKEN).unwrap());
     let opts = Options { token, config_path: Some("t.toml".into()), limits, mount: None };
-    tokio::spawn(stats_listener::serve_stats(sl, shared.clone(), opts, stop.clone()));
-    Env { proxy, stats, shared, dc, _stop: stop }
+    let px = Start::new(cfg).dc(dc.addr).stats(opts).start();
+    Env { proxy: px.addr, stats: px.stats.unwrap(), shared: px.shared, dc, _stop: px.stop }
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, headers, body).
@@ -401,12 +395,9 @@ async fn a_mount_answers_its_paths_and_leaves_the_rest() {
         }
     }
     let cfg = parse_str("[users.a]\nsecret = \"a1112233445566778899aabbccddeeff\"\n", Path::new("t.toml")).unwrap();
-    let shared = Shared::new(cfg, vec![]);
-    let stop = CancellationToken::new();
-    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let stats = sl.local_addr().unwrap();
     let opts = Options { mount: Some(Arc::new(Echo)), ..Default::default() };
-    tokio::spawn(stats_listener::serve_stats(sl, shared, opts, stop.clone()));
+    let px = Start::new(cfg).stats(opts).start();
+    let (stats, stop) = (px.stats.unwrap(), px.stop);
     let (st, _, body) = get(stats, "/panel/api/x", "").await;
     assert_eq!((st, body.as_str()), (418, "GET /panel/api/x from 127.0.0.1"));
     assert_eq!(get(stats, "/stats", "").await.0, 200);

@@ -100,7 +100,20 @@ impl Fleet {
     pub fn stop(&self) {
         self.stop.store(true, Relaxed);
     }
+}
 
+/// A fleet node runs its file with the store's users, and reloads when they changed.
+impl mtproxy_core::service::ConfigSource for Fleet {
+    fn load(&self, path: &Path) -> Result<Config, ConfigError> {
+        self.effective(path)
+    }
+
+    fn changed(&self) -> Option<&tokio::sync::Notify> {
+        Some(&self.changed)
+    }
+}
+
+impl Fleet {
     fn connect(&self) -> Result<Client, super::FleetError> {
         let mut c = super::connect(&self.settings, CONNECT_TIMEOUT)?;
         db::check_version(&self.settings, &mut c)?;

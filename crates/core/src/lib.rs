@@ -9,6 +9,8 @@
 //! path, while an ad tag is set); `events` and `stats` are what observers see, and `stats_listener` is the statistics
 //! listener that reads them. `snapshot` is the immutable configuration view that live reloads
 //! swap. `cover` learns each cover site's TLS flight and shapes the fake-TLS flight like it.
+//! `service` is the running proxy as one type ([`Server`]: listeners, reload, usage, the
+//! statistics listener, refreshes, drain), used by the binary's `serve` and by the tests.
 
 #![forbid(unsafe_code)]
 
@@ -26,9 +28,12 @@ pub mod relay;
 pub mod replay;
 pub mod route;
 pub mod server;
+pub mod service;
 pub mod snapshot;
+pub mod statefile;
 pub mod stats;
 pub mod stats_listener;
 pub mod upstream;
 
 pub use server::{bind, serve, Shared};
+pub use service::Server;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use mtproxy_core::config::{parse_str, Config};
 use mtproxy_core::events::FailReason;
-use mtproxy_core::{bind, serve, Shared};
+use mtproxy_core::Shared;
 use mtproxy_proto::{ProtoTag, Secret};
+use mtproxy_testkit::proxy::Start;
 use mtproxy_testkit::{client_hello, three_users, Client, FakeDc, Mode, S_CLASSIC, S_DD, S_EE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,13 +69,8 @@ async fn start_users(users: &str, extra: &str) -> Proxy {
     let dc = FakeDc::start().await.unwrap();
     let mask = echo_server().await;
     let cfg: Config = parse_str(&config_text(mask, users, extra), Path::new("test.toml")).unwrap();
-    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let overrides = vec![(mtproxy_core::config::DcKey::Any, vec![mtproxy_core::config::HostPort::parse(&dc.addr.to_string()).unwrap()])];
-    let shared = Shared::new(cfg, overrides);
-    let stop = CancellationToken::new();
-    tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), Duration::from_secs(1)));
-    Proxy { addr, shared, dc, mask, _stop: stop }
+    let px = Start::new(cfg).dc(dc.addr).start();
+    Proxy { addr: px.addr, shared: px.shared, dc, mask, _stop: px.stop }
 }
 
 async fn roundtrip(c: &mut Client, n: usize) {
@@ -341,13 +337,8 @@ async fn start_with_stop(extra_server: &str, extra: &str, drain: Duration) -> (P
     let mask = echo_server().await;
     let text = config_text(mask, &three_users(), extra).replace("[timeouts]\n", &format!("{extra_server}\n[timeouts]\n"));
     let cfg: Config = parse_str(&text, Path::new("test.toml")).unwrap();
-    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let overrides = vec![(mtproxy_core::config::DcKey::Any, vec![mtproxy_core::config::HostPort::parse(&dc.addr.to_string()).unwrap()])];
-    let shared = Shared::new(cfg, overrides);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), drain));
-    (Proxy { addr, shared, dc, mask, _stop: stop.clone() }, stop, task)
+    let px = Start::new(cfg).dc(dc.addr).drain(drain).start();
+    (Proxy { addr: px.addr, shared: px.shared, dc, mask, _stop: px.stop.clone() }, px.stop, px.task)
 }
 
 /// Reads until EOF or error; true when the proxy closed the connection within `within`.

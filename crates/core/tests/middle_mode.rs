@@ -10,12 +10,13 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtproxy_core::config::{parse_str, Config, DcKey, HostPort};
-use mtproxy_core::{bind, serve, Shared};
+use mtproxy_core::config::{parse_str, Config};
+use mtproxy_core::Shared;
 use mtproxy_proto::rpc::msg::flags;
 use mtproxy_proto::{ProtoTag, Secret};
 use mtproxy_testkit::fake_me::{ConfigServer, FakeMe, QUICK_ACK_TOKEN, REQ_PQ_MULTI, RES_PQ};
 use mtproxy_testkit::middle::{encrypted, proxy_secret, recv_packet, req_pq_multi, send_packet, MeFiles};
+use mtproxy_testkit::proxy::Start;
 use mtproxy_testkit::{three_users, Client, FakeDc, Mode, S_CLASSIC, S_DD, S_EE};
 use tokio_util::sync::CancellationToken;
 
@@ -66,13 +67,8 @@ struct Proxy {
 
 async fn start(cfg: Config) -> Proxy {
     let dc = FakeDc::start().await.unwrap();
-    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let overrides = vec![(DcKey::Any, vec![HostPort::parse(&dc.addr.to_string()).unwrap()])];
-    let shared = Shared::new(cfg, overrides);
-    let stop = CancellationToken::new();
-    tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), Duration::from_secs(1)));
-    Proxy { addr, shared, dc, _stop: stop }
+    let px = Start::new(cfg).dc(dc.addr).start();
+    Proxy { addr: px.addr, shared: px.shared, dc, _stop: px.stop }
 }
 
 fn assert_res_pq(answer: &[u8], nonce: [u8; 16]) {

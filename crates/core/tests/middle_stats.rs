@@ -10,13 +10,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtproxy_core::config::{parse_str, Config, DcKey, HostPort};
+use mtproxy_core::config::{parse_str, Config};
 use mtproxy_core::stats_listener::report::MiddleReport;
-use mtproxy_core::stats_listener::{self, Options, Report};
-use mtproxy_core::{bind, serve, Shared};
+use mtproxy_core::stats_listener::{Options, Report};
+use mtproxy_core::Shared;
 use mtproxy_proto::{ProtoTag, Secret};
 use mtproxy_testkit::fake_me::{FakeMe, QUICK_ACK_TOKEN, RES_PQ};
 use mtproxy_testkit::middle::{encrypted, proxy_secret, recv_packet, req_pq_multi, send_packet, MeFiles};
+use mtproxy_testkit::proxy::Start;
 use mtproxy_testkit::{Client, FakeDc, Mode, S_CLASSIC, S_DD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -41,15 +42,8 @@ struct Proxy {
 
 async fn start(cfg: Config) -> Proxy {
     let dc = FakeDc::start().await.unwrap();
-    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shared = Shared::new(cfg, vec![(DcKey::Any, vec![HostPort::parse(&dc.addr.to_string()).unwrap()])]);
-    let stop = CancellationToken::new();
-    tokio::spawn(serve(vec![listener], shared.clone(), stop.clone(), Duration::from_secs(1)));
-    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let stats = sl.local_addr().unwrap();
-    tokio::spawn(stats_listener::serve_stats(sl, shared.clone(), Options::default(), stop.clone()));
-    Proxy { addr, stats, shared, _dc: dc, _stop: stop }
+    let px = Start::new(cfg).dc(dc.addr).stats(Options::default()).start();
+    Proxy { addr: px.addr, stats: px.stats.unwrap(), shared: px.shared, _dc: dc, _stop: px.stop }
 }
 
 async fn get(addr: SocketAddr, path: &str) -> String {

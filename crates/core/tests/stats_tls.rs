@@ -4,15 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mtproxy_core::config::parse_str;
-use mtproxy_core::stats_listener::{self, tls, Options};
-use mtproxy_core::Shared;
+use mtproxy_core::stats_listener::{tls, Options};
+use mtproxy_testkit::proxy::Start;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 fn config(name: &str) -> mtproxy_core::config::Config {
     let d = env!("CARGO_MANIFEST_DIR");
@@ -40,11 +38,8 @@ async fn https_get(addr: SocketAddr, cert: &str, path: &str) -> std::io::Result<
 
 #[tokio::test]
 async fn https_only_with_the_configured_certificate() {
-    let shared = Shared::new(config("stats-a"), vec![]);
-    let sl = stats_listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = sl.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(stats_listener::serve_stats(sl, Arc::clone(&shared), Options::default(), stop.clone()));
+    let px = Start::new(config("stats-a")).stats(Options::default()).start();
+    let (shared, addr, stop) = (px.shared, px.stats.unwrap(), px.stop);
 
     let r = https_get(addr, "stats-a", "/metrics").await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");

@@ -8,6 +8,7 @@
 //! * [`fake_me`]: a fake middle-end (RPC server side, docs/protocol.md §5) with fake-DC logic behind
 //!   it, and a fake configuration server, for the middle-proxy path.
 //! * [`middle`]: the files pointing the proxy at fake middle-ends, and packets sent through it.
+//! * [`proxy`]: the proxy itself, started in-process the way the binary starts it.
 //! * [`three_users`]: one user of each kind, as config text, for tests that need all three.
 //!
 //! The independent-client proof (TDLib, Telethon) lives in `tests/e2e`; these peers exist so
@@ -15,6 +16,7 @@
 
 pub mod fake_me;
 pub mod middle;
+pub mod proxy;
 
 /// The secrets of [`three_users`]: one user of each kind.
 pub const S_CLASSIC: &str = "00112233445566778899aabbccddeeff";
