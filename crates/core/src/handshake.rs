@@ -232,7 +232,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     origin.matched(cand);
     let key: [u8; 16] = frame.key_material()[..16].try_into().unwrap();
     let checks = Checks { transport: Some((accepted.tag, false)), replay: Some((guards.replay, key)), ..Checks::default() };
-    admit(cand, checks, snap, now).map_err(Failure::Rejected)?;
+    vet_match(cand, checks, snap, now).map_err(Failure::Rejected)?;
     let pending = st.consumed[INIT_LEN..].to_vec();
     Ok(authenticated(cand, &frame, accepted, None, pending))
 }
@@ -252,13 +252,13 @@ fn fronted_reason(why: opening::NotAHandshake, st: &HandshakeState, snap: &Snaps
         // init accepts no plain obfuscated2 transport, so the transport check always fails.
         Ok((cand, accepted)) => {
             let checks = Checks { transport: Some((accepted.tag, false)), ..Checks::default() };
-            admit(cand, checks, snap, now).err().unwrap_or(FailReason::BadTransport)
+            vet_match(cand, checks, snap, now).err().unwrap_or(FailReason::BadTransport)
         }
         Err(_) => FailReason::Malformed,
     }
 }
 
-/// What [`admit`] checks once a secret matched, besides the user's own state; `None` skips a check.
+/// What [`vet_match`] checks once a secret matched, besides the user's own state; `None` skips a check.
 #[derive(Default)]
 struct Checks<'a> {
     /// fake-TLS: the timestamp the hello was signed with and the SNI it names.
@@ -282,7 +282,7 @@ struct Checks<'a> {
 /// fake-TLS calls it twice: for the hello (its transport is only known from the inner init,
 /// after the ServerHello was sent) and for that init (the user's state passes again: same
 /// candidate, same `now`).
-fn admit(cand: &Candidate, checks: Checks<'_>, snap: &Snapshot, now: SystemTime) -> Result<(), FailReason> {
+fn vet_match(cand: &Candidate, checks: Checks<'_>, snap: &Snapshot, now: SystemTime) -> Result<(), FailReason> {
     cand.usable(now)?;
     if let Some((timestamp, sni)) = checks.hello {
         let skew = (unix_secs(now) - timestamp as i64).unsigned_abs();
@@ -347,7 +347,7 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     origin.matched(cand);
     let key: [u8; 16] = auth.client_random()[..16].try_into().unwrap();
     let checks = Checks { hello: Some((timestamp, fields.sni.as_deref())), replay: Some((guards.replay, key)), ..Checks::default() };
-    admit(cand, checks, snap, now).map_err(Failure::Rejected)?;
+    vet_match(cand, checks, snap, now).map_err(Failure::Rejected)?;
 
     let flight = {
         // The user's own cover domain decides the shape; a user of another kind let in through
@@ -396,7 +396,7 @@ async fn fake_tls<S: AsyncRead + AsyncWrite + Unpin, R: RngCore>(
     let frame = HandshakeFrame(payload[..INIT_LEN].try_into().unwrap());
     let accepted = obfs2::accept(&frame, Some(&cand.secret)).ok_or_else(malformed)?;
     let checks = Checks { transport: Some((accepted.tag, true)), ..Checks::default() };
-    admit(cand, checks, snap, now).map_err(Failure::Rejected)?;
+    vet_match(cand, checks, snap, now).map_err(Failure::Rejected)?;
     let pending = payload.split_off(INIT_LEN);
     Ok(authenticated(cand, &frame, accepted, Some(reader), pending))
 }
@@ -429,11 +429,11 @@ mod tests {
     }
 
     #[test]
-    fn admit_names_the_first_failing_check_and_remembers_only_what_passed() {
+    fn vet_match_names_the_first_failing_check_and_remembers_only_what_passed() {
         let snap = snapshot("");
         let replay = Mutex::new(ReplayCache::new(16, Duration::from_secs(600)));
         let now = UNIX_EPOCH + Duration::from_secs(SIGNED_AT.into());
-        let check = |cand: &Candidate, checks: Checks<'_>| admit(cand, checks, &snap, now);
+        let check = |cand: &Candidate, checks: Checks<'_>| vet_match(cand, checks, &snap, now);
         let (classic, off, ee) = (user(&snap, "classic"), user(&snap, "off"), user(&snap, "ee"));
         let retired = Candidate { retired_until: Some(now), ..classic.clone() };
         let skew = snap.config.fake_tls.max_clock_skew.as_secs() as u32;
@@ -477,7 +477,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(SIGNED_AT.into());
         for (name, in_tls) in [("classic", true), ("ee", false)] {
             let checks = Checks { transport: Some((ProtoTag::PaddedIntermediate, in_tls)), ..Checks::default() };
-            assert_eq!(admit(user(&snap, name), checks, &snap, now), Ok(()), "{name}");
+            assert_eq!(vet_match(user(&snap, name), checks, &snap, now), Ok(()), "{name}");
         }
     }
 }
