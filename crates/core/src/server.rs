@@ -6,8 +6,8 @@
 //! parts it uses, so a stage's signature says what it reads.
 //!
 //! `serve` runs until `shutdown` is cancelled, then stops accepting and waits for open
-//! connections to finish, up to the drain deadline, before closing the rest. Tests run it
-//! in-process on port 0.
+//! connections to finish, up to the drain deadline, before closing the rest. It is run by
+//! [`crate::service::Server`], the one entry point of the binary and the in-process tests.
 
 use std::io;
 use std::net::SocketAddr;
@@ -97,8 +97,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// A change to the set of listeners of a running [`serve_with_control`]; connections already
-/// accepted are never affected (they do not belong to a listener).
+/// A change to the set of listeners of a running [`serve`]; connections already accepted are
+/// never affected (they do not belong to a listener).
 pub enum ListenerCommand {
     /// Start accepting on this listener.
     Add(TcpListener),
@@ -106,19 +106,16 @@ pub enum ListenerCommand {
     Remove(SocketAddr),
 }
 
-/// Accept on every listener until `shutdown`, then drain for at most `drain`.
-pub async fn serve(listeners: Vec<TcpListener>, shared: Arc<Shared>, shutdown: CancellationToken, drain: Duration) {
-    serve_with_control(listeners, shared, shutdown, drain, None).await
-}
-
-/// [`serve`], with listeners added and removed while running (`set-port` on reload).
-pub async fn serve_with_control(
+/// Accept on every listener until `shutdown`, with listeners added and removed through
+/// `control` while running (`set-port` on reload), then drain for at most `drain`.
+pub async fn serve(
     listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     drain: Duration,
-    mut control: Option<tokio::sync::mpsc::UnboundedReceiver<ListenerCommand>>,
+    control: tokio::sync::mpsc::UnboundedReceiver<ListenerCommand>,
 ) {
+    let mut control = Some(control);
     let tracker = tokio_util::task::TaskTracker::new();
     tokio::spawn(crate::stats::run_coarse_clock(shutdown.clone()));
     let spawn_accept = |listener: TcpListener| -> (Option<SocketAddr>, CancellationToken) {

@@ -228,7 +228,7 @@ impl Server {
             tasks.push(tokio::spawn(usage::keep_saved(p.clone(), shared.clone())));
         }
         tasks.push(tokio::spawn(usage::enforce(shared.clone())));
-        crate::server::serve_with_control(listeners, shared.clone(), shutdown, opts.drain, Some(control_rx)).await;
+        crate::server::serve(listeners, shared.clone(), shutdown, opts.drain, control_rx).await;
         for t in tasks {
             t.abort();
         }
