@@ -109,7 +109,6 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     bound: Vec<SocketAddr>,
     stats: Option<TcpListener>,
-    stats_addr: Option<SocketAddr>,
     usage_path: Option<PathBuf>,
     opts: Options,
     handle: Handle,
@@ -160,9 +159,8 @@ impl Server {
                 Err(e) => tracing::warn!(%addr, error = %e, "cannot listen for statistics; the proxy runs without them"),
             }
         }
-        let stats_addr = stats.as_ref().and_then(|l| l.local_addr().ok());
         let handle = Handle { stop: CancellationToken::new(), reload: Arc::new(Notify::new()) };
-        Ok(Server { shared, listeners, bound, stats, stats_addr, usage_path, opts, handle })
+        Ok(Server { shared, listeners, bound, stats, usage_path, opts, handle })
     }
 
     /// The state every connection shares: for the binary's own tasks and tests' assertions.
@@ -177,7 +175,7 @@ impl Server {
 
     /// The statistics listener's address, when one is bound.
     pub fn stats_addr(&self) -> Option<SocketAddr> {
-        self.stats_addr
+        self.stats.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Stops and reloads the server from outside.
@@ -192,7 +190,7 @@ impl Server {
 
     /// Serve until [`Handle::stop`], then drain and save the usage; returns when done.
     pub async fn run(self) {
-        let Server { shared, listeners, bound, stats, usage_path, opts, handle, .. } = self;
+        let Server { shared, listeners, bound, stats, usage_path, opts, handle } = self;
         let shutdown = handle.stop.clone();
         if let Some(l) = stats {
             tokio::spawn(stats_listener::serve_stats(l, shared.clone(), opts.stats, shutdown.clone()));
